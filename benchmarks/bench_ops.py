@@ -1,0 +1,67 @@
+"""Op microbenchmarks on the CPU, side by side with torchvision when it is
+importable: prints a markdown table and writes JSON.
+
+    python benchmarks/bench_ops.py [--only nms,roi_align] [--json out.json]
+
+Each module benchmarks/cpu/bench_<op>.py defines ``cases(tv)`` returning
+harness.Case objects; ``tv`` is torchvision.ops or None.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+
+
+def load_torchvision_ops():
+    try:
+        import torchvision.ops as tv_ops
+    except Exception:  # not installed, or built against another torch
+        return None
+    return tv_ops
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated op modules (e.g. nms,roi_align)")
+    parser.add_argument("--json", default="benchmarks/results/cpu_ops.json", help="where to write the JSON")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="time each callable at least this long")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    import detcore
+
+    tv = load_torchvision_ops()
+    wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+    package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu")
+    rows = []
+    for module_info in sorted(pkgutil.iter_modules([package_dir]), key=lambda m: m.name):
+        name = module_info.name.removeprefix("bench_")
+        if not module_info.name.startswith("bench_") or (wanted and name not in wanted):
+            continue
+        module = importlib.import_module(f"cpu.{module_info.name}")
+        for case in module.cases(tv):
+            row = harness.run_case(case, args.min_seconds)
+            rows.append(row)
+            print(harness.format_table([row]).splitlines()[-1], flush=True)
+
+    print()
+    print(f"detcore {detcore.__version__}, {detcore.num_threads()} threads; torch {torch.__version__}; "
+          f"torchvision {'not importable' if tv is None else sys.modules['torchvision'].__version__}")
+    print(harness.format_table(rows))
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    harness.write_json(rows, args.json, {"device": "cpu", "threads": detcore.num_threads(),
+                                         "torch": torch.__version__})
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+// The extension module detcore._C: a thin layer over the C++ core. It turns
+// arrays into TensorRefs, releases the GIL around kernels and maps errors to
+// Python exceptions; it knows nothing of detectors.
+#include <pybind11/pybind11.h>
+
+#include "detcore/errors.h"
+#include "detcore/parallel.h"
+#include "ops.h"
+#include "tensor_arg.h"
+
+namespace py = pybind11;
+using namespace detcore::bindings;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "detcore native operators";
+  register_exceptions(m);
+  m.def("num_threads", &detcore::num_threads, "Threads used by the CPU kernels.");
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw detcore::ValueError("n: expected a positive number of threads, got " + std::to_string(n));
+    detcore::set_num_threads(n);
+  }, py::arg("n"), "Sets the number of threads used by the CPU kernels.");
+#ifdef DETCORE_WITH_CUDA
+  m.attr("has_cuda") = true;
+#else
+  m.attr("has_cuda") = false;
+#endif
+  bind_box_iou(m);
+}

@@ -1,0 +1,8 @@
+// One bind_* function per op file in bindings/.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace detcore::bindings {
+void bind_box_iou(pybind11::module_& m);
+}  // namespace detcore::bindings

@@ -1,0 +1,37 @@
+#include "backend/box_iou.h"
+#include "common.cuh"
+#include "detcore/math/box.h"
+
+namespace detcore::cuda {
+namespace {
+
+// One thread per output element; the row index is the slow one, so a warp
+// reads consecutive boxes2 and writes consecutive outputs.
+template <typename T>
+__global__ void box_iou_kernel(const T* __restrict__ boxes1, const T* __restrict__ boxes2, int64_t n, int64_t m,
+                               T* __restrict__ out) {
+  using A = acc_t<T>;
+  const int64_t total = n * m;
+  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total;
+       k += int64_t{blockDim.x} * gridDim.x) {
+    const int64_t i = k / m;
+    const int64_t j = k - i * m;
+    const auto a = math::load_box<A>(boxes1 + 4 * i);
+    const auto b = math::load_box<A>(boxes2 + 4 * j);
+    out[k] = static_cast<T>(math::iou(a, math::area(a), b, math::area(b)));
+  }
+}
+
+}  // namespace
+
+void box_iou(const TensorRef& boxes1, const TensorRef& boxes2, const TensorRef& out, Stream stream) {
+  DeviceGuard guard(boxes1);
+  const int64_t n = boxes1.size(0), m = boxes2.size(0);
+  DETCORE_DISPATCH_CUDA_FLOATING(boxes1.dtype, "box_iou", [&] {
+    box_iou_kernel<scalar_t><<<blocks_for(n * m), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
+        boxes1.ptr<const scalar_t>(), boxes2.ptr<const scalar_t>(), n, m, out.ptr<scalar_t>());
+  });
+  check_launch("box_iou");
+}
+
+}  // namespace detcore::cuda

@@ -1,0 +1,160 @@
+"""How arrays from numpy, PyTorch and DLPack producers reach the native core.
+
+Every op is written once as a function of an array namespace (`NUMPY` or
+`TORCH`): it validates shapes, allocates outputs in the caller's framework
+and calls ``detcore._C``. The public op picks the namespace from its inputs:
+
+* numpy arrays go straight to the core; results are numpy arrays.
+* torch tensors go through the op's ``torch.library`` custom op (autograd,
+  ``torch.compile``), whose implementation uses the `TORCH` namespace.
+* any other object with ``__dlpack__`` is viewed as numpy without a copy
+  (CPU) and the numpy result is returned: it has ``__dlpack__`` itself, so the
+  caller's ``from_dlpack`` takes it back without a copy.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+try:
+    import torch
+except ImportError:  # detcore.ops works without PyTorch
+    torch = None
+
+NUMPY_KIND, TORCH_KIND, DLPACK_KIND = "numpy", "torch", "dlpack"
+_DLPACK_CPU_DEVICES = (1, 3)  # kDLCPU, kDLCUDAHost
+
+
+def is_torch(x) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def kind_of(**arrays) -> str:
+    """The framework of the array arguments; None values are skipped.
+
+    Raises TypeError naming the argument for a non-array, and when the
+    arguments come from different frameworks.
+    """
+    found = {}
+    for name, x in arrays.items():
+        if x is None:
+            continue
+        if isinstance(x, np.ndarray):
+            kind = NUMPY_KIND
+        elif is_torch(x):
+            kind = TORCH_KIND
+        elif hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+            kind = DLPACK_KIND
+        else:
+            raise TypeError(
+                f"{name}: expected a numpy array, a torch.Tensor or an object with __dlpack__, "
+                f"got {type(x).__name__}"
+            )
+        found.setdefault(kind, name)
+    if len(found) > 1:
+        listing = ", ".join(f"{name} is {kind}" for kind, name in found.items())
+        raise TypeError(f"all array arguments must come from one framework, but {listing}")
+    return next(iter(found), NUMPY_KIND)
+
+
+def to_numpy(x, name: str) -> np.ndarray:
+    """A C-contiguous numpy view of a numpy or CPU DLPack array (copies only
+    a non-contiguous input)."""
+    if not isinstance(x, np.ndarray):
+        device_type, _ = x.__dlpack_device__()
+        if int(device_type) not in _DLPACK_CPU_DEVICES:
+            raise ValueError(
+                f"{name}: arrays on DLPack device type {int(device_type)} are not supported without "
+                "PyTorch; pass torch tensors for CUDA"
+            )
+        x = np.from_dlpack(x)
+    return np.ascontiguousarray(x)
+
+
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return value
+
+
+def check_float(value, name: str, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    value = float(value)
+    if minimum is not None and not value >= minimum:  # also refuses NaN
+        raise ValueError(f"{name}: expected a number >= {minimum}, got {value}")
+    return value
+
+
+def check_ndim(x, name: str, ndim: int, layout: str) -> None:
+    """Shape checks the Python layer needs before it can size the outputs;
+    the core checks again (and everything else) before touching memory."""
+    if x.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array of shape {layout}, got shape {tuple(x.shape)}")
+
+
+def check_boxes(x, name: str, layout: str = "(N, 4)", width: int = 4) -> None:
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"{name}: expected an array of shape {layout}, got shape {tuple(x.shape)}")
+
+
+class NumpyArrays:
+    """Array namespace for the numpy path."""
+
+    int64 = np.int64
+    uint8 = np.uint8
+
+    @staticmethod
+    def empty(shape, dtype, like=None):
+        return np.empty(shape, dtype=dtype)
+
+    @staticmethod
+    def zeros(shape, dtype, like=None):
+        return np.zeros(shape, dtype=dtype)
+
+    @staticmethod
+    def native(a):
+        return a
+
+    @staticmethod
+    def stream(like) -> int:
+        return 0
+
+
+class TorchArrays:
+    """Array namespace for torch tensors (inside the custom ops)."""
+
+    int64 = torch.int64 if torch is not None else None
+    uint8 = torch.uint8 if torch is not None else None
+
+    @staticmethod
+    def empty(shape, dtype, like):
+        return torch.empty(shape, dtype=dtype, device=like.device)
+
+    @staticmethod
+    def zeros(shape, dtype, like):
+        return torch.zeros(shape, dtype=dtype, device=like.device)
+
+    @staticmethod
+    def native(t):
+        """The object `_C` reads: a numpy view on the CPU (cheapest), a DLPack
+        capsule on CUDA and for dtypes numpy lacks. `t` must be contiguous."""
+        if t.device.type == "cpu" and t.dtype != torch.bfloat16:
+            return t.detach().numpy()
+        return torch.utils.dlpack.to_dlpack(t.detach())
+
+    @staticmethod
+    def stream(like) -> int:
+        if like.device.type != "cuda":
+            return 0
+        return torch.cuda.current_stream(like.device).cuda_stream
+
+
+NUMPY = NumpyArrays()
+TORCH = TorchArrays()
+

@@ -1,0 +1,43 @@
+"""Pairwise intersection over union of two sets of boxes."""
+
+from __future__ import annotations
+
+from .. import _C
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, kind_of, to_numpy, torch
+
+
+def _box_iou(xp, boxes1, boxes2):
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2", "(M, 4)")
+    out = xp.empty((boxes1.shape[0], boxes2.shape[0]), boxes1.dtype, like=boxes1)
+    _C.box_iou(xp.native(boxes1), xp.native(boxes2), xp.native(out), xp.stream(boxes1))
+    return out
+
+
+def box_iou(boxes1, boxes2):
+    """IoU of every pair of boxes, as ``torchvision.ops.box_iou``.
+
+    Args:
+        boxes1: (N, 4) boxes ``x1, y1, x2, y2``, float32 or float64.
+        boxes2: (M, 4) boxes of the same dtype and device.
+
+    Returns:
+        (N, M) IoU in the dtype of the boxes. Boxes with x2 < x1 have a
+        negative area, as in torchvision; two empty boxes give NaN (0 / 0).
+    """
+    if kind_of(boxes1=boxes1, boxes2=boxes2) == TORCH_KIND:
+        return torch.ops.detcore.box_iou(boxes1, boxes2)
+    return _box_iou(NUMPY, to_numpy(boxes1, "boxes1"), to_numpy(boxes2, "boxes2"))
+
+
+if torch is not None:
+
+    @torch.library.custom_op("detcore::box_iou", mutates_args=())
+    def _box_iou_op(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+        return _box_iou(TORCH, boxes1.contiguous(), boxes2.contiguous())
+
+    @_box_iou_op.register_fake
+    def _(boxes1, boxes2):
+        check_boxes(boxes1, "boxes1")
+        check_boxes(boxes2, "boxes2", "(M, 4)")
+        return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]))

@@ -1,0 +1,27 @@
+"""Input makers shared by the op tests (the references stay in each test)."""
+
+import numpy as np
+
+
+def random_boxes(rng, n, size=100.0, max_wh=40.0, dtype=np.float64):
+    """(n, 4) valid boxes x1 < x2, y1 < y2 inside roughly [0, size]."""
+    xy = rng.uniform(0, size, (n, 2))
+    wh = rng.uniform(1, max_wh, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+
+
+def edge_case_boxes(dtype=np.float64):
+    """Degenerate, inverted, out-of-image, huge and non-finite boxes."""
+    return np.array(
+        [
+            [10, 10, 10, 10],  # a point
+            [10, 10, 20, 10],  # zero height
+            [30, 30, 20, 20],  # inverted
+            [-50, -50, -10, -10],  # outside the image
+            [-5, -5, 1e6, 1e6],  # huge
+            [0, 0, 1e30, 1e30],  # huge enough to overflow float32 areas
+            [np.nan, 0, 10, 10],
+            [0, 0, np.inf, 10],
+        ],
+        dtype=dtype,
+    )

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+
+from detcore.ops import box_iou
+from helpers import edge_case_boxes, random_boxes
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+def reference_box_iou(boxes1, boxes2):
+    """Plain float64 loops, torchvision's arithmetic (negative areas kept)."""
+    b1 = np.asarray(boxes1, dtype=np.float64)
+    b2 = np.asarray(boxes2, dtype=np.float64)
+    out = np.empty((len(b1), len(b2)))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for i, a in enumerate(b1):
+            for j, b in enumerate(b2):
+                w = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+                h = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+                inter = w * h
+                area_a = (a[2] - a[0]) * (a[3] - a[1])
+                area_b = (b[2] - b[0]) * (b[3] - b[1])
+                out[i, j] = inter / (area_a + area_b - inter)
+    return out
+
+
+@pytest.mark.parametrize("dtype,atol", [(np.float32, 1e-6), (np.float64, 1e-12)])
+def test_random_boxes_match_reference(rng, dtype, atol):
+    b1 = random_boxes(rng, 37, dtype=dtype)
+    b2 = random_boxes(rng, 53, dtype=dtype)
+    out = box_iou(b1, b2)
+    assert out.dtype == dtype and out.shape == (37, 53)
+    np.testing.assert_allclose(out, reference_box_iou(b1, b2), atol=atol, rtol=0)
+
+
+def test_identical_and_disjoint_boxes():
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 5]], dtype=np.float32)
+    out = box_iou(boxes, boxes)
+    np.testing.assert_array_equal(np.diag(out), [1, 1, 1])
+    assert out[0, 1] == 0 and out[0, 2] == 0.5
+
+
+def test_edge_case_boxes_match_reference_without_crashing():
+    boxes = edge_case_boxes(np.float64)
+    out = box_iou(boxes, boxes)
+    np.testing.assert_allclose(out, reference_box_iou(boxes, boxes), rtol=1e-12, equal_nan=True)
+
+
+def test_float32_overflow_behaves_like_float32_arithmetic():
+    boxes = edge_case_boxes(np.float32)
+    with np.errstate(all="ignore"):
+        out = box_iou(boxes, boxes)
+    assert out.shape == (8, 8)  # inf/NaN entries allowed, no crash
+
+
+@pytest.mark.parametrize("n,m", [(0, 0), (0, 5), (5, 0)])
+def test_empty_inputs_give_empty_outputs(rng, n, m):
+    out = box_iou(random_boxes(rng, n, dtype=np.float32), random_boxes(rng, m, dtype=np.float32))
+    assert out.shape == (n, m) and out.dtype == np.float32
+
+
+def test_non_contiguous_input_is_accepted(rng):
+    b = random_boxes(rng, 10, dtype=np.float32)
+    wide = np.concatenate([b, b], axis=1)[:, :4]
+    np.testing.assert_array_equal(box_iou(wide, b), box_iou(b, b))
+
+
+@pytest.mark.parametrize(
+    "b1,b2,error,words",
+    [
+        (np.zeros((3, 5), np.float32), np.zeros((2, 4), np.float32), ValueError, "boxes1"),
+        (np.zeros((3, 4), np.float32), np.zeros((4,), np.float32), ValueError, "boxes2"),
+        (np.zeros((3, 4), np.int64), np.zeros((2, 4), np.int64), TypeError, "boxes1"),
+        (np.zeros((3, 4), np.float32), np.zeros((2, 4), np.float64), TypeError, "boxes2"),
+        ([[0, 0, 1, 1]], np.zeros((2, 4), np.float32), TypeError, "boxes1"),
+    ],
+)
+def test_bad_input_is_refused_with_the_argument_named(b1, b2, error, words):
+    with pytest.raises(error, match=words):
+        box_iou(b1, b2)
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch")
+class TestTorch:
+    def test_matches_numpy_and_returns_tensor(self, rng):
+        b1, b2 = random_boxes(rng, 20, dtype=np.float32), random_boxes(rng, 30, dtype=np.float32)
+        out = box_iou(torch.from_numpy(b1), torch.from_numpy(b2))
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+        np.testing.assert_array_equal(out.numpy(), box_iou(b1, b2))
+
+    def test_torch_compile_fullgraph(self, rng):
+        b = torch.from_numpy(random_boxes(rng, 12, dtype=np.float32))
+        compiled = torch.compile(lambda x: box_iou(x, x).sum(), fullgraph=True)
+        torch.testing.assert_close(compiled(b), box_iou(b, b).sum())
+
+    def test_mixed_frameworks_are_refused(self, rng):
+        b = random_boxes(rng, 3, dtype=np.float32)
+        with pytest.raises(TypeError, match="one framework"):
+            box_iou(torch.from_numpy(b), b)
+
+    @pytest.mark.cuda
+    def test_cuda_matches_cpu(self, rng):
+        for dtype, tol in [(torch.float32, 1e-6), (torch.float64, 1e-12), (torch.float16, 2e-3), (torch.bfloat16, 2e-2)]:
+            b1 = torch.from_numpy(random_boxes(rng, 300)).to(dtype)
+            b2 = torch.from_numpy(random_boxes(rng, 200)).to(dtype)
+            expected = box_iou(b1.double(), b2.double())
+            got = box_iou(b1.cuda(), b2.cuda()).cpu().double()
+            torch.testing.assert_close(got, expected, atol=tol, rtol=0)
+
+
+class _CpuDLPackArray:
+    """A stand-in for another framework's CPU array (JAX, CuPy host arrays)."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __dlpack__(self, **kwargs):
+        return self._array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()
+
+
+def test_dlpack_input_is_zero_copy_and_result_is_dlpack(rng):
+    b = random_boxes(rng, 6, dtype=np.float32)
+    out = box_iou(_CpuDLPackArray(b), _CpuDLPackArray(b))
+    np.testing.assert_array_equal(np.from_dlpack(out), box_iou(b, b))
