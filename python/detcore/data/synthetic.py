@@ -1,0 +1,224 @@
+"""The built-in synthetic dataset: coloured shapes on textured backgrounds.
+
+Every image holds a few shapes (circle, triangle, square, star) with random
+size, rotation and colour over a background of smooth noise and stripes.
+Later shapes may occlude earlier ones; boxes, masks and keypoints describe the
+*visible* part. Each instance has four keypoints, its extreme points
+``top, right, bottom, left`` (``right`` and ``left`` swap under a horizontal
+flip), marked visible (2) or occluded (1).
+
+The dataset is written to disk as COCO json + PNG files so it is read back
+through the same path as real data (:class:`detcore.data.CocoDetection`).
+Unoccluded instances store their mask as a polygon, occluded ones as a
+compressed RLE, so both encodings are exercised. Everything is a function of
+the seed: the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+SHAPES = ("circle", "triangle", "square", "star")
+KEYPOINT_NAMES = ("top", "right", "bottom", "left")
+_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+    """What to generate. ``image_size`` is the (min, max) of each side."""
+
+    num_train: int = 400
+    num_val: int = 50
+    classes: Tuple[str, ...] = ("circle", "triangle", "square")
+    image_size: Tuple[int, int] = (128, 160)
+    objects_per_image: Tuple[int, int] = (1, 4)
+    object_size: Tuple[int, int] = (24, 64)
+    seed: int = 0
+
+    def validate(self) -> None:
+        unknown = [c for c in self.classes if c not in SHAPES]
+        if unknown or not self.classes:
+            raise ValueError(f"classes: expected a non-empty subset of {SHAPES}, got {list(self.classes)}")
+        for name in ("image_size", "objects_per_image", "object_size"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name}: expected 0 < min <= max, got ({lo}, {hi})")
+        if self.object_size[1] >= self.image_size[0]:
+            raise ValueError(f"object_size: the largest object ({self.object_size[1]}) must be smaller than "
+                             f"the smallest image side ({self.image_size[0]})")
+        if self.num_train < 0 or self.num_val < 0:
+            raise ValueError("num_train and num_val must be >= 0")
+
+
+def make_synthetic_dataset(root: str, spec: SyntheticSpec = SyntheticSpec()) -> Dict[str, Tuple[str, str]]:
+    """Writes the train and val splits under ``root`` (skipped when the same
+    spec was already written there) and returns
+    ``{"train": (annotation_json, image_dir), "val": (...)}``."""
+    spec.validate()
+    image_dir = os.path.join(root, "images")
+    ann_dir = os.path.join(root, "annotations")
+    paths = {split: (os.path.join(ann_dir, f"{split}.json"), image_dir) for split in ("train", "val")}
+    stamp_path = os.path.join(root, "spec.json")
+    stamp = {"version": _FORMAT_VERSION, **dataclasses.asdict(spec)}
+    stamp = json.loads(json.dumps(stamp))  # tuples -> lists, as read back
+    if os.path.exists(stamp_path) and all(os.path.exists(p[0]) for p in paths.values()):
+        with open(stamp_path) as f:
+            if json.load(f) == stamp:
+                return paths
+    os.makedirs(image_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+    for split_index, (split, count) in enumerate((("train", spec.num_train), ("val", spec.num_val))):
+        coco = generate_split(spec, split, count, split_index, image_dir)
+        _write_json_atomic(coco, paths[split][0])
+    _write_json_atomic(stamp, stamp_path)
+    return paths
+
+
+def generate_split(spec: SyntheticSpec, split: str, count: int, split_index: int, image_dir: str) -> dict:
+    from PIL import Image
+
+    categories = [
+        {"id": i + 1, "name": name, "supercategory": "shape",
+         "keypoints": list(KEYPOINT_NAMES), "skeleton": [[1, 2], [2, 3], [3, 4], [4, 1]]}
+        for i, name in enumerate(spec.classes)
+    ]
+    images, annotations = [], []
+    for index in range(count):
+        rng = np.random.default_rng([spec.seed, split_index, index])
+        pixels, instances = render_image(rng, spec)
+        image_id = index + 1
+        file_name = f"{split}_{index:05d}.png"
+        Image.fromarray(pixels).save(os.path.join(image_dir, file_name))
+        height, width = pixels.shape[:2]
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        for inst in instances:
+            annotations.append(_annotation(inst, image_id, len(annotations) + 1, height, width))
+    return {"info": {"description": f"detcore synthetic shapes, {split} split", "seed": spec.seed},
+            "images": images, "annotations": annotations, "categories": categories}
+
+
+def render_image(rng: np.random.Generator, spec: SyntheticSpec):
+    """One image (H, W, 3) uint8 and its instances: dicts with the class
+    index, the visible mask, the full polygon and the keypoints."""
+    height, width = (int(rng.integers(spec.image_size[0], spec.image_size[1] + 1)) for _ in range(2))
+    image = _background(rng, height, width)
+    occupied = np.zeros((height, width), dtype=np.int32)  # 1 + index of the shape on top, 0 = none
+    shapes = []
+    for _ in range(int(rng.integers(spec.objects_per_image[0], spec.objects_per_image[1] + 1))):
+        class_index = int(rng.integers(len(spec.classes)))
+        size = float(rng.uniform(*spec.object_size))
+        polygon = _shape_polygon(spec.classes[class_index], size, float(rng.uniform(0, 2 * np.pi)))
+        centre = rng.uniform(size / 2, [width - size / 2, height - size / 2])
+        polygon = polygon + centre
+        mask = _rasterize(polygon, height, width)
+        if mask.sum() < 16:
+            continue
+        # Shapes stand out: the colour is far from the background under them.
+        under = image[mask].reshape(-1, 3).mean(0)
+        colour = _contrasting_colour(rng, under)
+        shading = rng.normal(0, 6, (height, width, 1))
+        image[mask] = np.clip(colour + shading[mask], 0, 255)
+        occupied[mask] = len(shapes) + 1
+        shapes.append((class_index, polygon, mask))
+    instances = []
+    for i, (class_index, polygon, full_mask) in enumerate(shapes):
+        visible = occupied == i + 1
+        if visible.sum() < 0.3 * full_mask.sum():
+            continue  # mostly hidden: not annotated, like a heavily occluded object in real data
+        keypoints = []
+        for x, y in _extreme_points(polygon):
+            xi, yi = int(np.clip(x, 0, width - 1)), int(np.clip(y, 0, height - 1))
+            keypoints.append((float(x), float(y), 2 if visible[yi, xi] else 1))
+        instances.append({"class_index": class_index, "mask": visible, "polygon": polygon,
+                          "occluded": bool((visible != full_mask).any()), "keypoints": keypoints})
+    return image.astype(np.uint8), instances
+
+
+def _annotation(inst, image_id: int, ann_id: int, height: int, width: int) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(inst["mask"].astype(np.uint8)))
+    x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+    if inst["occluded"]:
+        segmentation = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    else:
+        segmentation = [[round(float(v), 2) for v in inst["polygon"].reshape(-1)]]
+    keypoints = [round(v, 2) if j < 2 else v for kp in inst["keypoints"] for j, v in enumerate(kp)]
+    return {"id": ann_id, "image_id": image_id, "category_id": inst["class_index"] + 1,
+            "bbox": [x, y, w, h], "area": float(mask_utils.area(rle)), "iscrowd": 0,
+            "segmentation": segmentation, "keypoints": keypoints, "num_keypoints": len(inst["keypoints"])}
+
+
+def _background(rng, height, width) -> np.ndarray:
+    """Smooth colour noise plus faint stripes at a random angle."""
+    coarse = rng.uniform(40, 215, (height // 16 + 2, width // 16 + 2, 3))
+    ys = np.linspace(0, coarse.shape[0] - 1.001, height)
+    xs = np.linspace(0, coarse.shape[1] - 1.001, width)
+    y0, x0 = ys.astype(int), xs.astype(int)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    smooth = (coarse[y0][:, x0] * (1 - fy) * (1 - fx) + coarse[y0 + 1][:, x0] * fy * (1 - fx)
+              + coarse[y0][:, x0 + 1] * (1 - fy) * fx + coarse[y0 + 1][:, x0 + 1] * fy * fx)
+    angle, period = rng.uniform(0, np.pi), rng.uniform(6, 20)
+    yy, xx = np.mgrid[0:height, 0:width]
+    stripes = 18 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+    noise = rng.normal(0, 5, (height, width, 3))
+    return np.clip(smooth + stripes[..., None] + noise, 0, 255)
+
+
+def _contrasting_colour(rng, under: np.ndarray) -> np.ndarray:
+    best, best_distance = None, -1.0
+    for _ in range(8):
+        colour = rng.uniform(0, 255, 3)
+        distance = float(np.abs(colour - under).sum())
+        if distance > best_distance:
+            best, best_distance = colour, distance
+        if distance > 200:
+            break
+    return best
+
+
+def _shape_polygon(name: str, size: float, angle: float) -> np.ndarray:
+    """Vertices (V, 2) of a shape of about ``size`` pixels centred on 0."""
+    r = size / 2
+    if name == "circle":
+        t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        points = np.stack([np.cos(t), np.sin(t)], 1) * r
+    elif name == "triangle":
+        t = angle + np.arange(3) * 2 * np.pi / 3
+        points = np.stack([np.cos(t), np.sin(t)], 1) * r
+    elif name == "square":
+        t = angle + np.pi / 4 + np.arange(4) * np.pi / 2
+        points = np.stack([np.cos(t), np.sin(t)], 1) * r
+    elif name == "star":
+        t = angle + np.arange(10) * np.pi / 5
+        radius = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
+        points = np.stack([np.cos(t), np.sin(t)], 1) * radius[:, None]
+    else:
+        raise ValueError(f"unknown shape {name!r}; expected one of {SHAPES}")
+    return points
+
+
+def _rasterize(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in polygon.tolist()], fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def _extreme_points(polygon: np.ndarray) -> List[Sequence[float]]:
+    """top, right, bottom, left: the vertices with min y, max x, max y, min x."""
+    return [polygon[np.argmin(polygon[:, 1])], polygon[np.argmax(polygon[:, 0])],
+            polygon[np.argmax(polygon[:, 1])], polygon[np.argmin(polygon[:, 0])]]
+
+
+def _write_json_atomic(payload, path: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(payload, f)
+    os.replace(tmp, path)
