@@ -1,0 +1,27 @@
+"""Building a detector by name.
+
+A name from ``detcore.models`` (``mask_rcnn``, ``faster_rcnn``, ...), or
+``package.module:function`` for a detector of your own, built as
+``function(num_classes, **overrides)`` and obeying the same contract
+(train: ``model(images, targets) -> dict of losses``; eval:
+``model(images) -> list of dicts with boxes, labels, scores[, masks, keypoints]``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+
+def build_model(name: str, num_classes: int, **overrides):
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            builder = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"model {name!r}: cannot import {attr!r} from {module_name!r}: {e}") from e
+        return builder(num_classes, **overrides)
+    try:
+        from detcore import models
+    except ImportError as e:
+        raise ValueError(f"model {name!r}: detcore.models is not available ({e})") from e
+    return models.build(name, num_classes, **overrides)
