@@ -188,7 +188,7 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
                         record["grad_norm"] = grad_norm
                     writer.write(record)
             if main:
-                progress.update(iteration, float(loss), lr)
+                progress.update(iteration, float(loss.detach()), lr)
 
             if cfg.checkpoint_period and iteration % cfg.checkpoint_period == 0 and iteration < cfg.max_iter:
                 _save(os.path.join(output_dir, checkpoint_name(iteration)), model, optimizer, scheduler, scaler,
