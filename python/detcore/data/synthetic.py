@@ -114,7 +114,8 @@ def render_image(rng: np.random.Generator, spec: SyntheticSpec):
         size = float(rng.uniform(*spec.object_size))
         polygon = _shape_polygon(spec.classes[class_index], size, float(rng.uniform(0, 2 * np.pi)))
         centre = rng.uniform(size / 2, [width - size / 2, height - size / 2])
-        polygon = polygon + centre
+        # Rounded as written to the json, so the polygon there decodes to exactly this mask.
+        polygon = np.round(polygon + centre, 2)
         mask = _rasterize(polygon, height, width)
         if mask.sum() < 16:
             continue
@@ -147,7 +148,7 @@ def _annotation(inst, image_id: int, ann_id: int, height: int, width: int) -> di
     if inst["occluded"]:
         segmentation = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
     else:
-        segmentation = [[round(float(v), 2) for v in inst["polygon"].reshape(-1)]]
+        segmentation = [[float(v) for v in inst["polygon"].reshape(-1)]]
     keypoints = [round(v, 2) if j < 2 else v for kp in inst["keypoints"] for j, v in enumerate(kp)]
     return {"id": ann_id, "image_id": image_id, "category_id": inst["class_index"] + 1,
             "bbox": [x, y, w, h], "area": float(mask_utils.area(rle)), "iscrowd": 0,
@@ -204,11 +205,11 @@ def _shape_polygon(name: str, size: float, angle: float) -> np.ndarray:
 
 
 def _rasterize(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
-    from PIL import Image, ImageDraw
+    """pycocotools' polygon rasterisation, the one that decodes the annotations."""
+    from pycocotools import mask as mask_utils
 
-    canvas = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(canvas).polygon([tuple(p) for p in polygon.tolist()], fill=1)
-    return np.asarray(canvas, dtype=bool)
+    rle = mask_utils.frPyObjects([polygon.reshape(-1).tolist()], height, width)
+    return mask_utils.decode(rle)[..., 0].astype(bool)
 
 
 def _extreme_points(polygon: np.ndarray) -> List[Sequence[float]]:
