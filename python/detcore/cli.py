@@ -1,12 +1,12 @@
 """The ``detcore`` command: demo, train, eval, predict, bench.
 
     detcore demo [-o OUT]                        synthetic data -> Mask R-CNN -> COCO AP
-    detcore train --model NAME --data SPEC -o OUT [--val-data SPEC] [--resume [CKPT]] [key=value ...]
+    detcore train --model NAME --data SPEC -o OUT [--val-data SPEC] [--resume] [key=value ...]
     detcore eval --weights CKPT --data SPEC [-o OUT] [--voc]
     detcore predict --weights CKPT IMAGE... -o OUT
     detcore bench [--only nms,roi_align]
 
-Dataset specs: ``synthetic``, ``coco:ANNOTATIONS.json:IMAGE_DIR``, ``voc:ROOT[:SPLIT]``.
+Dataset specs: ``synthetic[:TRAIN[:VAL]]``, ``coco:ANNOTATIONS.json:IMAGE_DIR``, ``voc:ROOT[:SPLIT]``.
 Hyperparameters: ``key=value`` (see ``detcore train --list-settings``);
 ``model.key=value`` goes to the model builder. Multi-GPU / multi-machine:
 ``torchrun --nproc_per_node=G [--nnodes ...] -m detcore.cli train ...``.
@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training dataset spec")
     p.add_argument("--val-data", default=None, help="validation dataset spec (evaluated at the end)")
     p.add_argument("--weights", default=None, help="initial weights (a detcore checkpoint)")
-    p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue from a checkpoint (default: the latest in the output folder)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in the output folder")
+    p.add_argument("--resume-from", default=None, metavar="CKPT", help="continue from this checkpoint")
     p.add_argument("--voc", action="store_true", help="also report VOC07 mAP")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training settings, model.key=value")
 
@@ -218,7 +219,8 @@ def cmd_train(args):
     _log(f"training {args.model} on {args.data} ({len(train_set)} images, {train_set.num_classes - 1} classes) "
          f"for {cfg.max_iter} iterations, {cfg.images_per_batch} images per batch, on {device}")
     t0 = time.perf_counter()
-    summary = train(model, train_set, cfg, args.output, device=device, resume=args.resume, meta=meta)
+    summary = train(model, train_set, cfg, args.output, device=device,
+                    resume=args.resume_from or args.resume, meta=meta)
     _log(f"trained in {time.perf_counter() - t0:.0f} s; checkpoint {summary['checkpoint']}")
     if val_set is not None:
         _evaluate_and_report(model, val_set, device, args.output, voc=args.voc, min_size=cfg.min_size,

@@ -3,7 +3,7 @@
 A dataset spec is one of
 
 * ``synthetic`` - the built-in shapes dataset, made under ``<cache>/synthetic``;
-  ``synthetic:N`` makes N training images;
+  ``synthetic:N`` makes N training images, ``synthetic:N:M`` also M validation images;
 * ``coco:ANNOTATIONS.json:IMAGE_DIR`` - a COCO-format annotation file and its images;
 * ``voc:ROOT[:SPLIT]`` - a VOC folder (split defaults to trainval for training, test otherwise).
 """
@@ -25,10 +25,13 @@ def build_dataset(spec: str, *, train: bool, cache_dir: str, synthetic: Syntheti
     if kind == "synthetic":
         if rest:
             try:
-                num_train = int(rest)
+                counts = [int(v) for v in rest.split(":")]
+                if len(counts) > 2 or min(counts) < 1:
+                    raise ValueError
             except ValueError:
-                raise DatasetError(f"dataset spec {spec!r}: expected synthetic:NUMBER_OF_TRAINING_IMAGES") from None
-            synthetic = SyntheticSpec(**{**(synthetic.__dict__ if synthetic else {}), "num_train": num_train})
+                raise DatasetError(f"dataset spec {spec!r}: expected synthetic[:TRAIN_IMAGES[:VAL_IMAGES]]") from None
+            changes = dict(zip(("num_train", "num_val"), counts))
+            synthetic = SyntheticSpec(**{**(synthetic.__dict__ if synthetic else {}), **changes})
         paths = make_synthetic_dataset(os.path.join(cache_dir, "synthetic"), synthetic or SyntheticSpec())
         ann, images = paths["train" if train else "val"]
         return CocoDetection(ann, images, remove_empty=train, skip_crowd=train)

@@ -246,7 +246,7 @@ def evaluate(model, dataset, device="cpu", *, iou_types: Optional[Sequence[str]]
         if max_images is not None:
             coco_gt = _restricted(coco_gt, predictions)
         if iou_types is None:
-            sample = next((p for p in predictions.values() if len(p["scores"])), {})
+            sample = next(iter(predictions.values()), {})  # the keys tell what the model predicts
             iou_types = ["bbox"]
             if "masks" in sample and any("segmentation" in a for a in coco_gt.dataset["annotations"]):
                 iou_types.append("segm")
