@@ -128,6 +128,7 @@ class NumpyArrays:
     """Array namespace for the numpy path."""
 
     int64 = np.int64
+    int32 = np.int32
     uint8 = np.uint8
 
     @staticmethod
@@ -151,6 +152,7 @@ class TorchArrays:
     """Array namespace for torch tensors (inside the custom ops)."""
 
     int64 = torch.int64 if torch is not None else None
+    int32 = torch.int32 if torch is not None else None
     uint8 = torch.uint8 if torch is not None else None
 
     @staticmethod
