@@ -26,4 +26,5 @@ PYBIND11_MODULE(_C, m) {
 #endif
   bind_box_iou(m);
   bind_roi_pool(m);
+  bind_nms(m);
 }

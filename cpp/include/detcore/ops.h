@@ -6,3 +6,4 @@
 #include "detcore/tensor.h"
 #include "detcore/ops/box_iou.h"
 #include "detcore/ops/roi_pool.h"
+#include "detcore/ops/nms.h"

@@ -1,8 +1,9 @@
 """The public operators. Each takes numpy arrays, torch tensors (with
 autograd and torch.compile support) or any DLPack array, and returns the
-same kind (numpy for DLPack inputs)."""
+same kind (numpy for CPU DLPack inputs)."""
 
 from .box_iou import box_iou
+from .nms import batched_nms, nms
 from .roi_pool import RoIPool, roi_pool
 
-__all__ = ["box_iou", "roi_pool", "RoIPool"]
+__all__ = ["box_iou", "nms", "batched_nms", "roi_pool", "RoIPool"]
