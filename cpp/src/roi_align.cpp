@@ -4,6 +4,7 @@
 
 #include "backend/roi_align.h"
 #include "checks.h"
+#include "detcore/math/roi_align.h"
 #include "dispatch.h"
 
 namespace detcore {
@@ -27,7 +28,7 @@ template <typename T>
 void check_batch_indices(const T* boxes, int64_t num_rois, int64_t batch_size) {
   for (int64_t k = 0; k < num_rois; ++k) {
     const T index = boxes[5 * k];
-    if (!(index >= T(0) && index < static_cast<T>(batch_size)) || std::floor(index) != index) {
+    if (math::roi_batch_index(index, batch_size) < 0) {
       throw_value_error("boxes: expected the batch index (column 0) to be an integer in [0, ", batch_size,
                         "), got ", index, " in row ", k);
     }
