@@ -27,4 +27,5 @@ PYBIND11_MODULE(_C, m) {
   bind_box_iou(m);
   bind_roi_pool(m);
   bind_nms(m);
+  bind_roi_align(m);
 }

@@ -7,3 +7,4 @@
 #include "detcore/ops/box_iou.h"
 #include "detcore/ops/roi_pool.h"
 #include "detcore/ops/nms.h"
+#include "detcore/ops/roi_align.h"

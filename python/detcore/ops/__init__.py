@@ -4,6 +4,7 @@ same kind (numpy for CPU DLPack inputs)."""
 
 from .box_iou import box_iou
 from .nms import batched_nms, nms
+from .roi_align import RoIAlign, roi_align
 from .roi_pool import RoIPool, roi_pool
 
-__all__ = ["box_iou", "nms", "batched_nms", "roi_pool", "RoIPool"]
+__all__ = ["box_iou", "nms", "batched_nms", "roi_align", "RoIAlign", "roi_pool", "RoIPool"]
