@@ -25,4 +25,6 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_cuda") = false;
 #endif
   bind_box_iou(m);
+  bind_anchors(m);
+  bind_box_coding(m);
 }

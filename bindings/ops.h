@@ -5,4 +5,6 @@
 
 namespace detcore::bindings {
 void bind_box_iou(pybind11::module_& m);
+void bind_anchors(pybind11::module_& m);
+void bind_box_coding(pybind11::module_& m);
 }  // namespace detcore::bindings

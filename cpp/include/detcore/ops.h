@@ -5,3 +5,5 @@
 #include "detcore/parallel.h"
 #include "detcore/tensor.h"
 #include "detcore/ops/box_iou.h"
+#include "detcore/ops/anchors.h"
+#include "detcore/ops/box_coding.h"
