@@ -28,4 +28,6 @@ PYBIND11_MODULE(_C, m) {
   bind_roi_pool(m);
   bind_nms(m);
   bind_roi_align(m);
+  bind_anchors(m);
+  bind_box_coding(m);
 }

@@ -8,3 +8,5 @@
 #include "detcore/ops/roi_pool.h"
 #include "detcore/ops/nms.h"
 #include "detcore/ops/roi_align.h"
+#include "detcore/ops/anchors.h"
+#include "detcore/ops/box_coding.h"
