@@ -33,6 +33,8 @@ def _check_gamma(gamma) -> float:
 def _is_labels(inputs, targets) -> bool:
     """Whether targets are int64 labels (N,) for (N, C) inputs; the shape
     checks the outputs' sizes depend on (the core checks everything again)."""
+    if "float" not in str(inputs.dtype):
+        raise TypeError(f"inputs: expected floating logits, got {inputs.dtype}")
     dtype = str(targets.dtype)
     if ("int" in dtype or "bool" in dtype) and not dtype.endswith("int64"):
         raise TypeError(f"targets: expected int64 labels or floats of the inputs' dtype, got {dtype}")
