@@ -30,4 +30,5 @@ PYBIND11_MODULE(_C, m) {
   bind_roi_align(m);
   bind_anchors(m);
   bind_box_coding(m);
+  bind_focal_loss(m);
 }

@@ -10,3 +10,4 @@
 #include "detcore/ops/roi_align.h"
 #include "detcore/ops/anchors.h"
 #include "detcore/ops/box_coding.h"
+#include "detcore/ops/focal_loss.h"
