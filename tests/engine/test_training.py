@@ -143,3 +143,13 @@ def test_overrides():
     with pytest.raises(ValueError, match="key=value"):
         apply_overrides(TrainConfig(), ["max_iter"])
     json.dumps(cfg.to_dict())
+
+
+@pytest.mark.cuda
+def test_amp_training_on_cuda(tiny_synthetic, tmp_path):
+    train_set, _ = tiny_synthetic
+    model = StandInDetector(train_set.num_classes)
+    summary = train(model, train_set, _cfg(max_iter=3, amp=True), str(tmp_path), device="cuda", show_progress=False)
+    assert summary["iteration"] == 3 and math.isfinite(summary["losses"]["loss"])
+    payload = read_checkpoint(summary["checkpoint"])
+    assert payload["scaler"] and "scale" in payload["scaler"]
