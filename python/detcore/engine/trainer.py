@@ -15,8 +15,10 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import statistics
 import time
 from typing import Callable, Optional
 
@@ -150,6 +152,7 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
     net.train()
     data_iter = iter(loader)
     losses_logged, eval_results = {}, {}
+    recent = collections.deque(maxlen=20)  # the progress line shows the median of recent losses
     iteration = start_iter
     try:
         while iteration < cfg.max_iter:
@@ -188,7 +191,8 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
                         record["grad_norm"] = grad_norm
                     writer.write(record)
             if main:
-                progress.update(iteration, float(loss.detach()), lr)
+                recent.append(float(loss.detach()))
+                progress.update(iteration, statistics.median(recent), lr)
 
             if cfg.checkpoint_period and iteration % cfg.checkpoint_period == 0 and iteration < cfg.max_iter:
                 _save(os.path.join(output_dir, checkpoint_name(iteration)), model, optimizer, scheduler, scaler,
