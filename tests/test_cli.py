@@ -100,3 +100,15 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["eval", "--weights", str(tmp_path / "bad.pth"), "--data", "synthetic:6:3",
                      "-o", str(tmp_path)]) == 2
     assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_demo_with_the_real_mask_rcnn_on_tiny_settings(tmp_path, capsys):
+    models = pytest.importorskip("detcore.models")
+    import detcore.ops
+
+    if cli.DEMO_MODEL not in models.available() or not hasattr(detcore.ops, "paste_masks"):
+        pytest.skip("the demo's detector or its ops are not built in")
+    assert cli.main(["demo", "-o", str(tmp_path), "--num-train", "4", "--num-val", "2", *TINY,
+                     "model.rpn_pre_nms_top_n={'training': 100, 'testing': 50}"]) == 0
+    metrics = json.load(open(tmp_path / "metrics.json"))
+    assert metrics["model"] == cli.DEMO_MODEL and {"AP", "AP50"} <= set(metrics["segm"])
