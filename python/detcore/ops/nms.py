@@ -31,7 +31,8 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
     on_cuda = xp is TORCH and boxes.device.type == "cuda"
-    workspace = xp.empty((_C.nms_workspace_size(n, on_cuda),), xp.uint8, like=boxes)
+    device_index = (boxes.device.index or 0) if on_cuda else 0
+    workspace = xp.empty((_C.nms_workspace_size(n, on_cuda, device_index),), xp.uint8, like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
         count = _C.nms(xp.native(boxes), xp.native(scores), iou_threshold, xp.native(keep), xp.native(workspace), stream)
