@@ -192,6 +192,32 @@ def test_bad_input_is_refused_with_the_argument_named(boxes, scores, threshold, 
         nms(boxes, scores, threshold)
 
 
+def test_native_entry_checks_keep_and_workspace(rng):
+    from detcore import _C
+
+    boxes, scores = integer_boxes(rng, 10), rng.random(10).astype(np.float32)
+    size = _C.nms_workspace_size(10)
+    keep, workspace = np.empty(10, np.int64), np.empty(size, np.uint8)
+    count = _C.nms(boxes, scores, 0.5, keep, workspace)
+    np.testing.assert_array_equal(keep[:count], reference_nms(boxes, scores, 0.5))
+    with pytest.raises(ValueError, match="workspace"):
+        _C.nms(boxes, scores, 0.5, keep, workspace[: size - 1])
+    with pytest.raises(TypeError, match="workspace"):
+        _C.nms(boxes, scores, 0.5, keep, np.empty(size // 8 + 1, np.int64))
+    with pytest.raises(ValueError, match="keep"):
+        _C.nms(boxes, scores, 0.5, keep[:9], workspace)
+    with pytest.raises(TypeError, match="keep"):
+        _C.nms(boxes, scores, 0.5, keep.astype(np.int32), workspace)
+    read_only = keep.copy()
+    read_only.setflags(write=False)
+    with pytest.raises(ValueError, match="keep"):
+        _C.nms(boxes, scores, 0.5, read_only, workspace)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        _C.nms(boxes, scores, -0.5, keep, workspace)
+    with pytest.raises(ValueError, match="num_boxes"):
+        _C.nms_workspace_size(-1)
+
+
 class _CpuDLPackArray:
     """A stand-in for another framework's CPU array (JAX, CuPy host arrays)."""
 
