@@ -131,6 +131,16 @@ def test_nan_inf_and_degenerate_boxes_match_reference(rng):
         check_nms(boxes, scores, threshold)
 
 
+def test_float32_overflowing_and_nan_boxes_give_valid_indices(rng):
+    boxes = np.concatenate([edge_case_boxes(np.float32), integer_boxes(rng, 40, size=16, max_wh=16)])
+    scores = rng.random(len(boxes)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        keep = nms(boxes, scores, 0.5)
+    assert len(np.unique(keep)) == len(keep) and np.all((keep >= 0) & (keep < len(boxes)))
+    assert np.all(np.diff(scores[keep]) <= 0)
+    assert keep[0] == np.argmax(scores)  # the best box is always kept
+
+
 def test_nan_iou_never_suppresses():
     # Two empty boxes: 0 / 0 = NaN, so both stay, at every threshold.
     boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [np.nan, 0, 1, 1], [np.nan, 0, 1, 1]], np.float32)
