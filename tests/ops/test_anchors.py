@@ -210,15 +210,17 @@ class TestTorch:
         with pytest.raises(TypeError, match="dtype"):
             make_anchors([(2, 2)], [4], (32,), RATIOS, dtype=torch.float16)
 
-    def test_torch_compile_fullgraph_with_feature_map_shapes(self):
-        def anchors_of(features):
+    @pytest.mark.parametrize("dynamic", [False, True])
+    def test_torch_compile_fullgraph_with_feature_map_shapes(self, dynamic):
+        def anchors_of(features, size):
             sizes = [f.shape[-2:] for f in features]
-            return torch.cat(make_anchors(sizes, [8, 16], ((32,), (64,)), RATIOS, dtype=features[0].dtype,
+            return torch.cat(make_anchors(sizes, [8, 16], ((size,), (2 * size,)), RATIOS, dtype=features[0].dtype,
                                           device=features[0].device))
 
-        features = [torch.zeros(1, 2, 6, 8), torch.zeros(1, 2, 3, 4)]
-        compiled = torch.compile(anchors_of, fullgraph=True)
-        torch.testing.assert_close(compiled(features), anchors_of(features), rtol=0, atol=0)
+        compiled = torch.compile(anchors_of, fullgraph=True, dynamic=dynamic)
+        for (h, w), size in [((6, 8), 32.0), ((5, 9), 24.0)]:
+            features = [torch.zeros(1, 2, h, w), torch.zeros(1, 2, (h + 1) // 2, (w + 1) // 2)]
+            torch.testing.assert_close(compiled(features, size), anchors_of(features, size), rtol=0, atol=0)
 
     @pytest.mark.skipif(AnchorGenerator is None, reason="needs torchvision")
     @pytest.mark.parametrize(
@@ -256,3 +258,9 @@ class TestTorch:
         gpu = make_anchors([(3, 4), (0, 7)], [(16, 8), 4], sizes, ratios, device="cuda")
         for c, g in zip(cpu, gpu):
             np.testing.assert_array_equal(g.cpu().numpy(), c)
+
+
+def test_dtype_none_means_float32():
+    (out,) = make_anchors([(2, 3)], [4], (32,), RATIOS, dtype=None)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, reference_anchors(2, 3, 4, 4, (32,), RATIOS, np.float32))
