@@ -231,13 +231,14 @@ class TestTorch:
             (((33, 35, 17.5),), ((0.3, 1.0, 2.7),), (99, 121), [(9, 11)]),  # odd strides, half-way roundings
         ],
     )
-    def test_equal_to_torchvision_anchor_generator(self, sizes, ratios, image_hw, feature_hws):
-        image = torch.zeros(1, 3, *image_hw)
-        features = [torch.zeros(1, 1, h, w) for h, w in feature_hws]
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64] if torch is not None else [])
+    def test_equal_to_torchvision_anchor_generator(self, sizes, ratios, image_hw, feature_hws, dtype):
+        image = torch.zeros(1, 3, *image_hw, dtype=dtype)
+        features = [torch.zeros(1, 1, h, w, dtype=dtype) for h, w in feature_hws]
         expected = AnchorGenerator(sizes, ratios)(ImageList(image, [image_hw]), features)[0]
         strides = [(image_hw[0] // h, image_hw[1] // w) for h, w in feature_hws]
-        got = torch.cat(make_anchors(feature_hws, strides, sizes, ratios, device="cpu"))
-        assert torch.equal(got, expected)
+        got = torch.cat(make_anchors(feature_hws, strides, sizes, ratios, dtype=dtype))
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
 
     @pytest.mark.cuda
     def test_cuda_matches_cpu(self):
