@@ -369,8 +369,8 @@ class TestTorch:
         for device in ("cpu", "cuda"):
             d, b = deltas.to(device).requires_grad_(), boxes.to(device).requires_grad_()
             grads.append(torch.autograd.grad(decode_boxes(d, b, RCNN_WEIGHTS), (d, b), g.to(device)))
-        for c, a in zip(*grads):
-            torch.testing.assert_close(a.cpu(), c, rtol=1e-12, atol=1e-12)
+        for c, a in zip(*grads):  # exp and FMA contraction on the device: not bit for bit
+            torch.testing.assert_close(a.cpu(), c, rtol=1e-10, atol=1e-9)
 
     @pytest.mark.cuda
     def test_cuda_empty_and_nan(self):
