@@ -17,7 +17,6 @@ try:  # only where torchvision is installed (not a detcore dependency)
 except Exception:
     BoxCoder = None
 
-EPS32 = float(np.finfo(np.float32).eps)
 RCNN_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
