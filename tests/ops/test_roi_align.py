@@ -1,4 +1,5 @@
 import math
+import os
 import subprocess
 import sys
 
@@ -233,8 +234,8 @@ def test_nan_roi_does_not_crash_the_process():
         "r = np.array([[0, np.nan, np.nan, np.nan, np.nan], [0, 0, 0, np.nan, 8]], np.float32)\n"
         "print(float(np.abs(roi_align(x, r, 7, 0.5, -1, False)).sum()))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=None)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(detcore.__file__))))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == 0.0
 
