@@ -509,6 +509,12 @@ class TestCuda:
         out.sum().backward()
         assert torch.all(features.grad[0] == 0)
 
+    def test_cuda_dlpack_inputs_go_through_torch(self, rng):
+        features, rois = _cuda_case(rng, k=10)
+        out = roi_align(_CpuDLPackArray(features.cuda()), _CpuDLPackArray(rois.cuda()), 3, 0.5, 2, True)
+        torch.testing.assert_close(torch.from_dlpack(out).cpu(), roi_align(features, rois, 3, 0.5, 2, True),
+                                   atol=1e-12, rtol=0)
+
     def test_compile_on_cuda(self, rng):
         features, rois = _cuda_case(rng, k=20)
         x = features.float().cuda().requires_grad_()
