@@ -2,13 +2,17 @@
 //
 // The bilinear taps of every (RoI, bin) are computed once, per axis, into a
 // sampling plan and reused for all channels (detcore/math/roi_align.h has the
-// math). Threads then split the work by channel:
-//   * forward: items are (channel, block of RoIs); each writes its own
-//     outputs, and consecutive items read the same feature plane, which stays
-//     in cache while many RoIs sample it;
-//   * backward: items are (image, channel) planes of grad_input; one thread
-//     owns a plane and adds the RoIs of that image in index order, so there
-//     are no races and the result does not depend on the thread count.
+// math). Each pass over a bin's taps serves four channels at once. Threads
+// split the work by channel:
+//   * forward: items are (group of channels, block of RoIs); each writes its
+//     own outputs, and consecutive items read the same feature planes, which
+//     stay in cache while many RoIs sample them;
+//   * backward: items are (image, group of channels) planes of grad_input; one
+//     thread owns those planes and adds the RoIs of that image in index order,
+//     so there are no races and the result does not depend on the thread
+//     count.
+// A huge RoI costs work in proportion to its samples on the map (see
+// math::sample_range), not to its sampling grid.
 #include <algorithm>
 #include <vector>
 
