@@ -30,7 +30,7 @@ def _check_gamma(gamma) -> float:
     return gamma
 
 
-def _is_labels(inputs, targets) -> bool:
+def _check_targets(inputs, targets) -> bool:
     """Whether targets are int64 labels (N,) for (N, C) inputs; the shape
     checks the outputs' sizes depend on (the core checks everything again)."""
     if "float" not in str(inputs.dtype):
@@ -61,7 +61,7 @@ def _is_labels(inputs, targets) -> bool:
 def _sigmoid_focal_loss(xp, inputs, targets, alpha, gamma, reduction, with_grad):
     """(loss, grad): grad is d loss / d inputs (already divided by the count
     for 'mean'), or None unless with_grad."""
-    _is_labels(inputs, targets)
+    _check_targets(inputs, targets)
     loss = xp.empty(tuple(inputs.shape) if reduction == "none" else (), inputs.dtype, like=inputs)
     grad = xp.empty(tuple(inputs.shape), inputs.dtype, like=inputs) if with_grad else None
     device = getattr(inputs, "device", None)
@@ -155,7 +155,7 @@ if torch is not None:
 
     @_sigmoid_focal_loss_op.register_fake
     def _(inputs, targets, alpha, gamma, reduction, with_grad):
-        _is_labels(inputs, targets)
+        _check_targets(inputs, targets)
         loss = inputs.new_empty(tuple(inputs.shape) if _check_reduction(reduction) == "none" else ())
         grad = inputs.new_empty(tuple(inputs.shape) if with_grad else (0,))
         return loss, grad
