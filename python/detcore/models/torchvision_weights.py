@@ -1,0 +1,2 @@
+def load_torchvision_weights(*a, **k):
+    raise NotImplementedError
