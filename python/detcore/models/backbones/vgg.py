@@ -1,0 +1,39 @@
+"""VGG16 conv body (conv1_1 .. conv5_3, stride 16), the backbone of the Fast
+and Faster R-CNN papers, and its fc6/fc7 RoI head. Layer indices follow
+torchvision's `vgg16().features` so ImageNet checkpoints load by name."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+# channels per conv layer; "M" = 2x2 max pool. The last pool is dropped: RoI
+# pooling works on conv5_3 (stride 16).
+CFG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+
+
+class VGG16(nn.Module):
+    """Returns {"c5": conv5_3 features}. `frozen_convs` first conv layers
+    (4 = conv1_x and conv2_x, as the papers) get no gradient; `width_div`
+    divides every width (tests use small widths)."""
+
+    def __init__(self, frozen_convs: int = 4, width_div: int = 1):
+        super().__init__()
+        layers, in_ch, n_conv = [], 3, 0
+        for v in CFG16:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            conv = nn.Conv2d(in_ch, v // width_div, 3, padding=1)
+            if n_conv < frozen_convs:
+                conv.requires_grad_(False)
+            layers += [conv, nn.ReLU(inplace=True)]
+            in_ch, n_conv = v // width_div, n_conv + 1
+        self.features = nn.Sequential(*layers)
+        self.out_channels = in_ch
+        self.strides = [16]
+
+    def forward(self, x: torch.Tensor):
+        return OrderedDict(c5=self.features(x))

@@ -1,0 +1,182 @@
+"""`build(name, num_classes, **overrides)`: the detectors by name.
+
+Overrides are the keyword arguments of the builder functions below (e.g.
+`min_size`, `max_size`, `trainable_stages`, `pooler="pool"`, and the widths
+`base_width`, `blocks`, `fpn_channels`, `representation_size` that make tiny
+models for tests)."""
+
+from __future__ import annotations
+
+from .backbones.fpn import FPN, BackboneWithFPN
+from .backbones.resnet import ResNet
+from .backbones.vgg import VGG16
+from .meta.rcnn import GeneralizedRCNN
+from .meta.retinanet import RetinaNet, RetinaNetHead
+from .proposal.anchors import AnchorGenerator
+from .proposal.rpn import RPN, RPNHead
+from .roi_heads.box_head import BoxPredictor, TwoFCHead
+from .roi_heads.keypoint_head import KeypointHead, KeypointPredictor
+from .roi_heads.mask_head import MaskHead, MaskPredictor
+from .roi_heads.poolers import RoIPooler
+from .roi_heads.roi_heads import RoIHeads
+from .transform import Transform
+
+_REGISTRY = {}
+
+
+def register(name):
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available():
+    """Names accepted by `build`."""
+    return sorted(_REGISTRY)
+
+
+def build(name: str, num_classes: int, **overrides):
+    """Build detector `name` with `num_classes` classes (background included,
+    as torchvision: COCO is 91). Randomly initialised; load weights with
+    `load_state_dict` or `load_torchvision_weights`."""
+    if name not in _REGISTRY:
+        raise ValueError(f"name: expected one of {available()}, got {name!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes: expected an int >= 2 (background included), got {num_classes!r}")
+    return _REGISTRY[name](num_classes=num_classes, **overrides)
+
+
+def _transform(min_size, max_size, mask_threshold=0.5):
+    return Transform(min_size=min_size, max_size=max_size, mask_threshold=mask_threshold)
+
+
+def resnet_fpn_backbone(
+    depth=50, trainable_stages=3, stages=(2, 3, 4, 5), extra="maxpool", base_width=64, blocks=None,
+    fpn_channels=256, bn_eps=1e-5,
+):
+    body = ResNet(depth, trainable_stages, stages, base_width, blocks, bn_eps)
+    fpn = FPN(body.out_channels, fpn_channels, body.strides, extra)
+    return BackboneWithFPN(body, fpn)
+
+
+def _rpn(channels, anchor_sizes, aspect_ratios, pre_nms_top_n, post_nms_top_n, nms_thresh=0.7, **kw):
+    anchors = AnchorGenerator(anchor_sizes, aspect_ratios)
+    head = RPNHead(channels, anchors.num_anchors_per_location()[0])
+    return RPN(anchors, head, pre_nms_top_n, post_nms_top_n, nms_thresh, **kw)
+
+
+def _two_stage_fpn(
+    num_classes, depth=50, min_size=800, max_size=1333, trainable_stages=3, base_width=64, blocks=None,
+    fpn_channels=256, representation_size=1024, pooler="align", sampling_ratio=2, aligned=False,
+    rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, rpn_batch_size_per_image=256,
+    box_batch_size_per_image=512, box_positive_fraction=0.25, bg_iou_lo=0.0, box_score_thresh=0.05,
+    box_nms_thresh=0.5, box_detections_per_img=100, bn_eps=1e-5, mask=False, mask_width=256,
+    keypoints=0, keypoint_width=512, mask_threshold=0.5,
+):
+    backbone = resnet_fpn_backbone(depth, trainable_stages, (2, 3, 4, 5), "maxpool", base_width, blocks, fpn_channels, bn_eps)
+    rpn = _rpn(
+        fpn_channels, ((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5,
+        rpn_pre_nms_top_n, rpn_post_nms_top_n, batch_size_per_image=rpn_batch_size_per_image,
+    )
+    names, strides = ["p2", "p3", "p4", "p5"], [4, 8, 16, 32]
+    box_head = TwoFCHead(fpn_channels * 7 * 7, representation_size)
+    heads = dict(
+        box_pooler=RoIPooler(names, strides, 7, pooler, sampling_ratio, aligned),
+        box_head=box_head,
+        box_predictor=BoxPredictor(representation_size, num_classes),
+        batch_size_per_image=box_batch_size_per_image,
+        positive_fraction=box_positive_fraction,
+        bg_iou_lo=bg_iou_lo,
+        score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh,
+        detections_per_img=box_detections_per_img,
+    )
+    if mask:
+        heads.update(
+            mask_pooler=RoIPooler(names, strides, 14, pooler, sampling_ratio, aligned),
+            mask_head=MaskHead(fpn_channels, 4, mask_width),
+            mask_predictor=MaskPredictor(mask_width, num_classes, mask_width),
+        )
+    if keypoints:
+        heads.update(
+            keypoint_pooler=RoIPooler(names, strides, 14, pooler, sampling_ratio, aligned),
+            keypoint_head=KeypointHead(fpn_channels, 8, keypoint_width),
+            keypoint_predictor=KeypointPredictor(keypoint_width, keypoints),
+        )
+    return GeneralizedRCNN(
+        _transform(min_size, max_size, mask_threshold), backbone, rpn, RoIHeads(**heads), num_classes
+    )
+
+
+for _depth in (50, 101):
+
+    @register(f"faster_rcnn_r{_depth}_fpn")
+    def _faster(num_classes, _d=_depth, **kw):
+        kw.setdefault("depth", _d)
+        return _two_stage_fpn(num_classes, **kw)
+
+    @register(f"mask_rcnn_r{_depth}_fpn")
+    def _mask(num_classes, _d=_depth, **kw):
+        kw.setdefault("depth", _d)
+        return _two_stage_fpn(num_classes, mask=True, **kw)
+
+    @register(f"keypoint_rcnn_r{_depth}_fpn")
+    def _keypoint(num_classes, _d=_depth, num_keypoints=17, **kw):
+        kw.setdefault("depth", _d)
+        kw.setdefault("min_size", (640, 672, 704, 736, 768, 800))
+        return _two_stage_fpn(num_classes, keypoints=num_keypoints, **kw)
+
+    @register(f"retinanet_r{_depth}_fpn")
+    def _retina(
+        num_classes, _d=_depth, depth=None, min_size=800, max_size=1333, trainable_stages=3, base_width=64,
+        blocks=None, fpn_channels=256, bn_eps=1e-5, **kw,
+    ):
+        backbone = resnet_fpn_backbone(
+            depth or _d, trainable_stages, (3, 4, 5), "p6p7", base_width, blocks, fpn_channels, bn_eps
+        )
+        sizes = tuple((x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))) for x in (32, 64, 128, 256, 512))
+        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
+        head = RetinaNetHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes)
+        return RetinaNet(_transform(min_size, max_size), backbone, anchors, head, num_classes, **kw)
+
+
+def _vgg16(
+    num_classes, with_rpn, min_size=600, max_size=1000, width_div=1, frozen_convs=4, representation_size=4096,
+    pooler="pool", sampling_ratio=2, aligned=False, bg_iou_lo=None, box_batch_size_per_image=512,
+    rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, box_score_thresh=0.05, box_nms_thresh=0.3,
+    box_detections_per_img=100, dropout=0.5,
+):
+    backbone = VGG16(frozen_convs, width_div)
+    c = backbone.out_channels
+    rpn = None
+    if with_rpn:
+        rpn = _rpn(
+            c, ((128, 256, 512),), ((0.5, 1.0, 2.0),),
+            rpn_pre_nms_top_n or {"training": 12000, "testing": 6000},
+            rpn_post_nms_top_n or {"training": 2000, "testing": 300},
+        )
+    heads = RoIHeads(
+        RoIPooler(["c5"], [16], 7, pooler, sampling_ratio, aligned),
+        TwoFCHead(c * 7 * 7, representation_size, dropout),
+        BoxPredictor(representation_size, num_classes),
+        batch_size_per_image=box_batch_size_per_image,
+        # Fast R-CNN: background IoU in [0.1, 0.5); Faster R-CNN: [0, 0.5)
+        bg_iou_lo=(0.0 if with_rpn else 0.1) if bg_iou_lo is None else bg_iou_lo,
+        score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh,
+        detections_per_img=box_detections_per_img,
+    )
+    transform = Transform(min_size, max_size, image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
+    return GeneralizedRCNN(transform, backbone, rpn, heads, num_classes)
+
+
+@register("fast_rcnn_vgg16")
+def _fast_vgg(num_classes, **kw):
+    return _vgg16(num_classes, with_rpn=False, **kw)
+
+
+@register("faster_rcnn_vgg16")
+def _faster_vgg(num_classes, **kw):
+    return _vgg16(num_classes, with_rpn=True, **kw)

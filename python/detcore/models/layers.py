@@ -1,0 +1,47 @@
+"""Small building blocks shared by the backbones and heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Batch norm with fixed statistics and affine parameters (buffers, not
+    parameters), as detection backbones use it: the batches are too small to
+    estimate statistics. ``eps`` is configurable because torchvision's COCO
+    checkpoints were trained with eps = 0."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def set_frozen_bn_eps(model: nn.Module, eps: float) -> None:
+    """Set the eps of every FrozenBatchNorm2d in `model`."""
+    for m in model.modules():
+        if isinstance(m, FrozenBatchNorm2d):
+            m.eps = eps
+
+
+def smooth_l1_loss(input: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """Summed smooth L1 (Huber with transition at `beta`), as Fast R-CNN's box loss."""
+    diff = (input - target).abs()
+    loss = torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta) if beta > 0 else diff
+    return loss.sum()

@@ -1,0 +1,1 @@
+"""meta of the detectors."""

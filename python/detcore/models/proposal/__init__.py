@@ -1,0 +1,1 @@
+"""proposal of the detectors."""

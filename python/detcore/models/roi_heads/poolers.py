@@ -1,0 +1,77 @@
+"""RoI feature extraction: RoIAlign or RoIPool (a switch, for the Mask R-CNN
+ablation), on one map or on FPN levels chosen by the FPN paper's rule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ... import ops
+from ..box_ops import box_area
+
+
+class RoIPooler(nn.Module):
+    """Pools (K, C, S, S) features for per-image boxes in image coordinates.
+
+    Args:
+        level_names: names of the feature maps to pool from (finest first).
+        strides: their strides.
+        output_size: S.
+        kind: "align" (RoIAlign) or "pool" (Fast R-CNN RoIPool).
+        sampling_ratio, aligned: RoIAlign's settings (torchvision's R-CNNs: 2, False).
+        canonical_scale, canonical_level: the FPN rule: a box of sqrt(area)
+            = 224 goes to level 4, k = floor(4 + log2(sqrt(area) / 224)).
+    """
+
+    def __init__(
+        self,
+        level_names,
+        strides,
+        output_size: int,
+        kind: str = "align",
+        sampling_ratio: int = 2,
+        aligned: bool = False,
+        canonical_scale: int = 224,
+        canonical_level: int = 4,
+    ):
+        super().__init__()
+        if kind not in ("align", "pool"):
+            raise ValueError(f"kind: expected 'align' or 'pool', got {kind!r}")
+        self.level_names = list(level_names)
+        self.scales = [1.0 / s for s in strides]
+        self.levels = [int(round(math.log2(s))) for s in strides]
+        self.output_size = (output_size, output_size)
+        self.kind = kind
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.canonical_scale = canonical_scale
+        self.canonical_level = canonical_level
+
+    def _pool(self, x, rois, scale):
+        if self.kind == "pool":
+            return ops.roi_pool(x, rois, self.output_size, scale)
+        return ops.roi_align(x, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
+
+    def level_of(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Index (into level_names) of the level each box is pooled from."""
+        s = torch.sqrt(box_area(boxes))
+        k = torch.floor(self.canonical_level + torch.log2(s / self.canonical_scale) + 1e-6)
+        k = k.clamp(min=self.levels[0], max=self.levels[-1])
+        return k.to(torch.int64) - self.levels[0]
+
+    def forward(self, features, boxes):
+        feats = [features[n] for n in self.level_names]
+        rois = torch.cat(
+            [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
+        ).to(feats[0].dtype)
+        if len(feats) == 1:
+            return self._pool(feats[0], rois, self.scales[0])
+        levels = self.level_of(rois[:, 1:])
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1]) + self.output_size)
+        for lvl, (x, scale) in enumerate(zip(feats, self.scales)):
+            idx = torch.where(levels == lvl)[0]
+            if idx.numel():
+                out = out.index_put((idx,), self._pool(x, rois[idx], scale))
+        return out

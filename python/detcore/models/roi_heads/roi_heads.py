@@ -1,0 +1,138 @@
+"""The second stage: samples and labels proposals in training, pools their
+features, runs the box head and optionally the mask and keypoint heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ... import ops
+from ..box_ops import BoxCoder
+from .box_head import box_loss, postprocess_boxes
+from .keypoint_head import heatmaps_to_keypoints, keypoint_loss
+from .mask_head import mask_loss, mask_probs
+from .matching import BETWEEN, BELOW_LOW, BalancedSampler, Matcher
+
+
+class RoIHeads(nn.Module):
+    """Args (defaults: Fast/Faster R-CNN papers, torchvision):
+    box_pooler, box_head, box_predictor: the box branch.
+    fg_iou_thresh 0.5 (foreground IoU >= 0.5); bg_iou_thresh 0.5 and
+    bg_iou_lo 0.0 (background IoU in [bg_iou_lo, bg_iou_thresh); the Fast
+    R-CNN paper used 0.1); batch_size_per_image 512; positive_fraction 0.25;
+    bbox_reg_weights (10, 10, 5, 5); score_thresh 0.05; nms_thresh 0.5;
+    detections_per_img 100. mask_* / keypoint_*: optional branches."""
+
+    def __init__(
+        self,
+        box_pooler,
+        box_head,
+        box_predictor,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh: float = 0.5,
+        bg_iou_lo: float = 0.0,
+        batch_size_per_image: int = 512,
+        positive_fraction: float = 0.25,
+        bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+        mask_pooler=None,
+        mask_head=None,
+        mask_predictor=None,
+        keypoint_pooler=None,
+        keypoint_head=None,
+        keypoint_predictor=None,
+    ):
+        super().__init__()
+        self.box_pooler = box_pooler
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality=False, ignore_below=bg_iou_lo)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.box_coder = BoxCoder(bbox_reg_weights)
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self.mask_pooler = mask_pooler
+        self.mask_head = mask_head
+        self.mask_predictor = mask_predictor
+        self.keypoint_pooler = keypoint_pooler
+        self.keypoint_head = keypoint_head
+        self.keypoint_predictor = keypoint_predictor
+
+    @property
+    def has_mask(self) -> bool:
+        return self.mask_predictor is not None
+
+    @property
+    def has_keypoint(self) -> bool:
+        return self.keypoint_predictor is not None
+
+    def _sample(self, proposals, targets):
+        """Adds the ground truth to the proposals, labels them by IoU and
+        samples a balanced set. Returns per image: boxes, labels, matched gt
+        index, regression targets."""
+        out = []
+        for props, t in zip(proposals, targets):
+            gt = t["boxes"].to(props.dtype)
+            props = torch.cat([props, gt])
+            if gt.shape[0] == 0:
+                matched = torch.zeros(props.shape[0], dtype=torch.int64, device=props.device)
+                labels = torch.zeros_like(matched)
+            else:
+                m = self.matcher(ops.box_iou(gt, props))
+                matched = m.clamp(min=0)
+                labels = t["labels"][matched].to(torch.int64)
+                labels[m == BELOW_LOW] = 0
+                labels[m == BETWEEN] = -1
+            pos, neg = self.sampler(labels)
+            keep = torch.cat([pos, neg])
+            props, labels, matched = props[keep], labels[keep], matched[keep]
+            gt_for_reg = gt if gt.shape[0] else props.new_zeros((1, 4))
+            out.append((props, labels, matched, self.box_coder.encode(gt_for_reg[matched], props)))
+        return [list(x) for x in zip(*out)]
+
+    def forward(self, features, proposals, image_sizes, targets=None):
+        """Returns (detections per image, losses)."""
+        if self.training:
+            proposals, labels, matched, reg_targets = self._sample(proposals, targets)
+        x = self.box_pooler(features, proposals)
+        class_logits, box_deltas = self.box_predictor(self.box_head(x))
+        if self.training:
+            cls_loss, reg_loss = box_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(reg_targets))
+            losses = {"loss_classifier": cls_loss, "loss_box_reg": reg_loss}
+            if self.has_mask or self.has_keypoint:
+                fg = [torch.where(lab > 0)[0] for lab in labels]
+                fg_boxes = [p[i] for p, i in zip(proposals, fg)]
+                fg_matched = [m[i] for m, i in zip(matched, fg)]
+            if self.has_mask:
+                logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, fg_boxes)))
+                losses["loss_mask"] = mask_loss(
+                    logits, fg_boxes, [t["masks"] for t in targets], [t["labels"] for t in targets], fg_matched
+                )
+            if self.has_keypoint:
+                logits = self.keypoint_predictor(self.keypoint_head(self.keypoint_pooler(features, fg_boxes)))
+                losses["loss_keypoint"] = keypoint_loss(logits, fg_boxes, [t["keypoints"] for t in targets], fg_matched)
+            return [], losses
+
+        results = postprocess_boxes(
+            class_logits,
+            box_deltas,
+            proposals,
+            image_sizes,
+            self.box_coder,
+            self.score_thresh,
+            self.nms_thresh,
+            self.detections_per_img,
+        )
+        boxes = [r["boxes"] for r in results]
+        if self.has_mask:
+            logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes)))
+            for r, p in zip(results, mask_probs(logits, [r["labels"] for r in results])):
+                r["masks"] = p
+        if self.has_keypoint:
+            maps = self.keypoint_predictor(self.keypoint_head(self.keypoint_pooler(features, boxes)))
+            for r, m, b in zip(results, maps.split([b.shape[0] for b in boxes]), boxes):
+                r["keypoints"], r["keypoints_scores"] = heatmaps_to_keypoints(m, b)
+        return results, {}

@@ -1,0 +1,2 @@
+def compress_fc_svd(*a, **k):
+    raise NotImplementedError
