@@ -84,6 +84,7 @@ def test_bench_runs_the_benchmark_script(tmp_path, capsys):
     (["train", "--model", MODEL, "--data", "voc:/nope", "-o", "{tmp}"], "VOC folder"),
     (["train", "--model", MODEL, "--data", "imagenet", "-o", "{tmp}"], "unknown dataset spec"),
     (["train", "--model", MODEL, "--data", "synthetic:4:1", "-o", "{tmp}", "max_iters=3"], "unknown setting"),
+    (["train", "--model", MODEL, "--data", "synthetic:4:1", "-o", "{tmp}", "model.depth=3"], "cannot build model"),
     (["train", "--model", "no_such_module:build", "--data", "synthetic:4:1", "-o", "{tmp}"], "cannot import"),
     (["eval", "--weights", "{tmp}/missing.pth", "--data", "synthetic:4:1"], "checkpoint not found"),
     (["predict", "--weights", "{tmp}/missing.pth", "{tmp}/nope.png", "-o", "{tmp}"], "image not found"),

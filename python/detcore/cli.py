@@ -123,19 +123,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             torch.set_num_threads(args.threads)
         return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
                 "bench": cmd_bench}[args.command](args) or 0
-    except UsageError as e:
-        print(f"detcore {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, FileNotFoundError) as e:  # DatasetError is a ValueError
-        print(f"detcore {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except Exception as e:
+        from detcore.data import DatasetError
         from detcore.engine.checkpoint import CheckpointError
 
-        if isinstance(e, CheckpointError):
+        if isinstance(e, (UsageError, DatasetError, CheckpointError, FileNotFoundError)):
             print(f"detcore {args.command}: error: {e}", file=sys.stderr)
             return EXIT_USAGE
-        raise
+        raise  # a bug, not a user mistake: keep the traceback
 
 
 # --------------------------------------------------------------------------- helpers
@@ -145,6 +140,25 @@ def _log(*parts):
 
     if is_main_process():
         print(*parts, flush=True)
+
+
+def _settings(base, items):
+    from detcore.engine import apply_overrides
+
+    try:
+        cfg, _ = apply_overrides(base, items)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return cfg
+
+
+def _build(name, num_classes, overrides):
+    from detcore.engine import build_model
+
+    try:
+        return build_model(name, num_classes, **overrides)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"cannot build model {name!r} with {overrides}: {e}") from None
 
 
 def _split_overrides(items):
@@ -163,7 +177,7 @@ def _split_overrides(items):
 
 
 def _load_checkpoint_model(weights: str, model_name: Optional[str], extra_overrides: dict, device):
-    from detcore.engine import build_model, load_model_state, read_checkpoint
+    from detcore.engine import load_model_state, read_checkpoint
 
     payload = read_checkpoint(weights)
     meta = payload.get("meta", {})
@@ -174,7 +188,7 @@ def _load_checkpoint_model(weights: str, model_name: Optional[str], extra_overri
     if not num_classes:
         raise UsageError(f"{weights} does not record num_classes")
     overrides = {**meta.get("model_overrides", {}), **extra_overrides}
-    model = build_model(name, num_classes, **overrides)
+    model = _build(name, num_classes, overrides)
     load_model_state(model, payload, weights)
     model.to(device).eval()
     return model, meta
@@ -208,18 +222,18 @@ def _evaluate_and_report(model, dataset, device, output: Optional[str], *, voc=F
 
 def cmd_train(args):
     from detcore.data import build_dataset
-    from detcore.engine import TrainConfig, apply_overrides, build_model, load_model_state, read_checkpoint, train
+    from detcore.engine import TrainConfig, load_model_state, read_checkpoint, train
     from detcore.engine.distributed import init_distributed
 
     device = init_distributed(args.device)
     model_overrides, settings = _split_overrides(args.overrides)
-    cfg, _ = apply_overrides(TrainConfig(), settings)
+    cfg = _settings(TrainConfig(), settings)
     cache = args.output
     train_set = build_dataset(args.data, train=True, cache_dir=cache)
     val_set = build_dataset(args.val_data, train=False, cache_dir=cache) if args.val_data else None
     if val_set is not None and val_set.class_names != train_set.class_names:
         raise UsageError(f"--val-data has classes {val_set.class_names[1:]}, --data has {train_set.class_names[1:]}")
-    model = build_model(args.model, train_set.num_classes, **model_overrides)
+    model = _build(args.model, train_set.num_classes, model_overrides)
     if args.weights:
         load_model_state(model, read_checkpoint(args.weights), args.weights)
     meta = {"model": args.model, "model_overrides": model_overrides, "num_classes": train_set.num_classes,
@@ -310,7 +324,7 @@ def cmd_demo(args):
     import torch
 
     from detcore.data import CocoDetection, SyntheticSpec, make_synthetic_dataset
-    from detcore.engine import TrainConfig, apply_overrides, build_model, train
+    from detcore.engine import TrainConfig, train
     from detcore.engine.evaluation import run_inference
     from detcore.engine.progress import read_metrics
     from detcore.engine.trainer import METRICS_FILE
@@ -323,7 +337,7 @@ def cmd_demo(args):
     model_overrides, settings = _split_overrides(args.overrides)
     if args.model == DEMO_MODEL:
         model_overrides = {**DEMO_MODEL_OVERRIDES, **model_overrides}
-    cfg, _ = apply_overrides(TrainConfig(**DEMO_SETTINGS), settings)
+    cfg = _settings(TrainConfig(**DEMO_SETTINGS), settings)
     spec = SyntheticSpec(**{**DEMO_DATA, "num_train": args.num_train, "num_val": args.num_val})
     t_start = time.perf_counter()
     print(f"[1/4] synthetic dataset: {spec.num_train} train + {spec.num_val} val images of {list(spec.classes)} "
@@ -331,7 +345,7 @@ def cmd_demo(args):
     paths = make_synthetic_dataset(os.path.join(output, "synthetic"), spec)
     train_set = CocoDetection(*paths["train"], remove_empty=True, skip_crowd=True)
     val_set = CocoDetection(*paths["val"])
-    model = build_model(args.model, train_set.num_classes, **model_overrides)
+    model = _build(args.model, train_set.num_classes, model_overrides)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[2/4] training {args.model} ({n_params / 1e6:.2f} M parameters) for {cfg.max_iter} iterations of "
           f"{cfg.images_per_batch} images on {device}, {torch.get_num_threads()} threads", flush=True)
