@@ -26,7 +26,6 @@ def test_two_processes_equal_one(tiny_synthetic, tmp_path):
           str(tmp_path / "ddp")])
     single = torch.load(tmp_path / "single/params.pt")
     ddp = torch.load(tmp_path / "ddp/params.pt")
-    initial = None
     for key in single:
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-5, atol=1e-6)
     # the run moved the parameters (so the comparison means something)
