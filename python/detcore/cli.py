@@ -351,15 +351,16 @@ def cmd_demo(args):
           f"{cfg.images_per_batch} images on {device}, {torch.get_num_threads()} threads", flush=True)
     meta = {"model": args.model, "model_overrides": model_overrides, "num_classes": train_set.num_classes,
             "class_names": train_set.class_names, "config": cfg.to_dict()}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     train(model, train_set, cfg, output, device=device, meta=meta)
-    train_seconds = time.perf_counter() - t0
+    train_seconds, train_cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
 
     print(f"[3/4] evaluating on {len(val_set)} validation images (pycocotools)", flush=True)
     metrics = _evaluate_and_report(model, val_set, device, None, min_size=cfg.min_size, max_size=cfg.max_size)
     metrics = {k: metrics[k] for k in ("bbox", "segm") if k in metrics} | {
         "inference_time_per_image": metrics["inference_time_per_image"], "num_val_images": len(val_set),
-        "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - t_start, 1),
+        "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "threads": torch.get_num_threads(), "total_seconds": round(time.perf_counter() - t_start, 1),
         "model": args.model, "iterations": cfg.max_iter, "images_per_batch": cfg.images_per_batch}
     _write_json(os.path.join(output, "metrics.json"), metrics)
 
