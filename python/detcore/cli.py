@@ -348,7 +348,7 @@ def cmd_demo(args):
     model = _build(args.model, train_set.num_classes, model_overrides)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[2/4] training {args.model} ({n_params / 1e6:.2f} M parameters) for {cfg.max_iter} iterations of "
-          f"{cfg.images_per_batch} images on {device}, {torch.get_num_threads()} threads", flush=True)
+          f"{cfg.images_per_batch} images on {device}, {torch.get_num_threads()} thread(s)", flush=True)
     meta = {"model": args.model, "model_overrides": model_overrides, "num_classes": train_set.num_classes,
             "class_names": train_set.class_names, "config": cfg.to_dict()}
     t0, cpu0 = time.perf_counter(), time.process_time()
