@@ -25,4 +25,5 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_cuda") = false;
 #endif
   bind_box_iou(m);
+  bind_paste_masks(m);
 }

@@ -5,4 +5,5 @@
 
 namespace detcore::bindings {
 void bind_box_iou(pybind11::module_& m);
+void bind_paste_masks(pybind11::module_& m);
 }  // namespace detcore::bindings

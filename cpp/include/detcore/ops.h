@@ -5,3 +5,4 @@
 #include "detcore/parallel.h"
 #include "detcore/tensor.h"
 #include "detcore/ops/box_iou.h"
+#include "detcore/ops/paste_masks.h"

@@ -1,0 +1,17 @@
+// Backend entry points of paste_masks; arguments are already checked and out
+// is non-empty.
+#pragma once
+
+#include <optional>
+
+#include "detcore/tensor.h"
+
+namespace detcore::cpu {
+void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
+                 std::optional<double> threshold);
+}
+
+namespace detcore::cuda {
+void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
+                 std::optional<double> threshold, Stream stream);
+}
