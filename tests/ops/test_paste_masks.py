@@ -317,15 +317,14 @@ class TestTorch:
             masks, boxes = masks64.to(dtype), boxes64.to(dtype)
             # CUDA computes the half types in float: the float32 CPU result rounded.
             compute = torch.float64 if dtype == torch.float64 else torch.float32
-            for threshold in (None, 0.5):
-                expected = paste_masks(masks.to(compute), boxes.to(compute), image_size, threshold=threshold)
+            expected = paste_masks(masks.to(compute), boxes.to(compute), image_size).to(dtype)
+            got = paste_masks(masks.cuda(), boxes.cuda(), image_size)
+            assert got.is_cuda and got.dtype == dtype and got.shape == expected.shape
+            torch.testing.assert_close(got.cpu(), expected, atol=0, rtol=0)
+            for threshold in (0.5, 0.1, -1.0):
                 got = paste_masks(masks.cuda(), boxes.cuda(), image_size, threshold=threshold)
-                assert got.is_cuda and got.shape == expected.shape
-                if threshold is None:
-                    assert got.dtype == dtype
-                    torch.testing.assert_close(got.cpu(), expected.to(dtype), atol=0, rtol=0, equal_nan=True)
-                elif dtype in (torch.float32, torch.float64):
-                    torch.testing.assert_close(got.cpu(), expected, atol=0, rtol=0)
+                assert got.is_cuda and got.dtype == torch.bool
+                torch.testing.assert_close(got.cpu(), expected > threshold, atol=0, rtol=0)
 
     @pytest.mark.cuda
     def test_cuda_empty_and_stream(self, rng):
