@@ -155,17 +155,33 @@ DETCORE_HOST_DEVICE A lerp_pair(A v0, A w0, A v1, A w1) {
 // and its per-pixel four-weight kernel below that; they round differently.
 DETCORE_HOST_DEVICE bool separable_resize(const PasteWindow& win) { return win.width + win.height > 128; }
 
-// The resized padded mask at one pixel.
+// Row r of the padded mask resized along the width, at the column of tap tx
+// (the separable kernel's first pass).
+template <typename A, typename S>
+DETCORE_HOST_DEVICE A resize_along_width(const S* mask, int64_t mh, int64_t mw, int64_t r, const LinearTap<A>& tx) {
+  return lerp_pair(padded_pixel<A>(mask, mh, mw, r, tx.i0), tx.w0, padded_pixel<A>(mask, mh, mw, r, tx.i1), tx.w1);
+}
+
+// Rows ty.i0 and ty.i1 resized along the width, combined along the height
+// (the separable kernel's second pass).
+template <typename A>
+DETCORE_HOST_DEVICE A resize_along_height(A row0, A row1, const LinearTap<A>& ty) {
+  return lerp_pair(row0, ty.w0, row1, ty.w1);
+}
+
+// The resized padded mask at one pixel of a window whose separable_resize()
+// is `separable`.
 template <typename A, typename S>
 DETCORE_HOST_DEVICE A resized_pixel(const S* mask, int64_t mh, int64_t mw, const LinearTap<A>& ty,
                                     const LinearTap<A>& tx, bool separable) {
+  if (separable) {
+    return resize_along_height(resize_along_width(mask, mh, mw, ty.i0, tx),
+                               resize_along_width(mask, mh, mw, ty.i1, tx), ty);
+  }
   const A v00 = padded_pixel<A>(mask, mh, mw, ty.i0, tx.i0);
   const A v01 = padded_pixel<A>(mask, mh, mw, ty.i0, tx.i1);
   const A v10 = padded_pixel<A>(mask, mh, mw, ty.i1, tx.i0);
   const A v11 = padded_pixel<A>(mask, mh, mw, ty.i1, tx.i1);
-  if (separable) {  // width first, then height
-    return lerp_pair(lerp_pair(v00, tx.w0, v01, tx.w1), ty.w0, lerp_pair(v10, tx.w0, v11, tx.w1), ty.w1);
-  }
   const A sum = lerp_pair(v00, mul_rn(ty.w0, tx.w0), v01, mul_rn(ty.w0, tx.w1));
   return fused_mul_add(v11, mul_rn(ty.w1, tx.w1), fused_mul_add(v10, mul_rn(ty.w1, tx.w0), sum));
 }
