@@ -134,6 +134,21 @@ def test_border_tiny_huge_and_nan_boxes_match_reference(rng, dtype, atol):
     np.testing.assert_allclose(out, reference_paste_masks(masks, boxes, image_size), atol=atol, rtol=0)
 
 
+@pytest.mark.parametrize("dtype,atol", [(np.float32, 5e-6), (np.float64, 1e-12)])
+def test_random_special_coordinates_match_reference(rng, dtype, atol):
+    specials = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e15, -1e15, 2.0**41, 0.0, -0.5, 1e-45])
+    image_size = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+    boxes = random_boxes(rng, 40, image_size, max_side=40, dtype=np.float64)
+    replace = rng.random(boxes.shape) < 0.3
+    boxes[replace] = rng.choice(specials, int(replace.sum()))
+    boxes = boxes.astype(dtype)
+    masks = random_masks(rng, 40, int(rng.integers(1, 9)), int(rng.integers(1, 9)), dtype=dtype)
+    with np.errstate(all="ignore"):
+        out = paste_masks(masks, boxes, image_size)
+        expected = reference_paste_masks(masks, boxes, image_size)
+    np.testing.assert_allclose(out, expected, atol=atol, rtol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_nan_and_inf_boxes_paste_nothing(rng, dtype):
     boxes = np.array(
