@@ -29,8 +29,8 @@
 namespace detcore::math {
 
 // a * b rounded on its own. nvcc fuses a product and a following add into an
-// FMA by default; the host build does not, so without this CPU and GPU would
-// round the box geometry differently.
+// FMA by default; the host build (no -mfma) does not, so without this CPU and
+// GPU would round the box geometry differently.
 template <typename T>
 DETCORE_HOST_DEVICE T mul_rn(T a, T b) {
 #if defined(__CUDA_ARCH__)
