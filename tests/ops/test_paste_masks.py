@@ -221,6 +221,32 @@ def test_threshold_is_compared_in_the_mask_dtype(rng):
     np.testing.assert_array_equal(out, pasted > np.float32(threshold))
 
 
+@pytest.mark.parametrize("threshold", [None, 0.5, -0.5])
+def test_core_writes_every_pixel_unless_told_out_holds_zeros(rng, threshold):
+    from detcore import _C
+
+    masks = random_masks(rng, 6, 7)
+    boxes = np.concatenate([random_boxes(rng, 5, (20, 30)), [[np.nan, 0, 1, 1]]]).astype(np.float32)
+    expected = paste_masks(masks, boxes, (20, 30), threshold=threshold)
+    dtype = np.float32 if threshold is None else np.bool_
+    garbage = np.full(expected.shape, 7, dtype)
+    _C.paste_masks(masks, boxes, garbage, threshold)
+    np.testing.assert_array_equal(garbage, expected)
+
+    garbage = np.full(expected.shape, 7, dtype)
+    _C.paste_masks(masks, boxes, garbage, threshold, 0, True)
+    outside = np.ones(expected.shape, bool)
+    for i, box in enumerate(boxes):
+        if (box := expanded_int_box(box, 7, 7)) is not None:
+            x0, y0, x1, y1 = box
+            outside[i, max(y0, 0) : max(y1 + 1, 0), max(x0, 0) : max(x1 + 1, 0)] = False
+    if threshold is not None and threshold < 0:  # the outside value is not 0: written anyway
+        np.testing.assert_array_equal(garbage, expected)
+    else:  # pixels outside the boxes are left as they were
+        assert (garbage[outside] == dtype(7)).all()
+        np.testing.assert_array_equal(garbage[~outside], expected[~outside])
+
+
 @pytest.mark.parametrize("n,image_size", [(0, (30, 40)), (3, (0, 0)), (3, (0, 7)), (3, (5, 0)), (0, (0, 0))])
 @pytest.mark.parametrize("threshold", [None, 0.5])
 def test_empty_inputs_give_empty_outputs(rng, n, image_size, threshold):

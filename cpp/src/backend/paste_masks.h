@@ -7,8 +7,9 @@
 #include "detcore/tensor.h"
 
 namespace detcore::cpu {
+// out_holds_zeros: skip the pixels outside the boxes where they would get 0.
 void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold);
+                 std::optional<double> threshold, bool out_holds_zeros);
 }
 
 namespace detcore::cuda {

@@ -100,11 +100,13 @@ class MaskCursor {
 };
 
 // One task per image row of one mask: rows and columns outside the mask's
-// window get the outside value, covered pixels the resized mask.
+// window get the outside value (unless out holds it already), covered pixels
+// the resized mask.
 template <typename T, typename Store>
 void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* boxes, int64_t image_h,
-                  int64_t image_w, typename Store::out_t* out, Store store) {
+                  int64_t image_w, typename Store::out_t* out, Store store, bool out_holds_zeros) {
   const auto outside = store.outside();
+  const bool fill_outside = !(out_holds_zeros && outside == decltype(outside)(0));
   const int64_t grain = std::max<int64_t>(1, 16384 / image_w);
   parallel_for(n * image_h, grain, [&](int64_t begin, int64_t end) {
     MaskCursor<T> cursor(masks, boxes, mh, mw, image_h, image_w);
@@ -114,12 +116,12 @@ void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* bo
       const auto& win = cursor.window();
       auto* out_row = out + row * image_w;
       if (y < win.y_begin || y >= win.y_end || win.x_begin == win.x_end) {
-        std::fill(out_row, out_row + image_w, outside);
+        if (fill_outside) std::fill(out_row, out_row + image_w, outside);
         continue;
       }
-      std::fill(out_row, out_row + win.x_begin, outside);
+      if (fill_outside) std::fill(out_row, out_row + win.x_begin, outside);
       cursor.paste_row(y, out_row, store);
-      std::fill(out_row + win.x_end, out_row + image_w, outside);
+      if (fill_outside) std::fill(out_row + win.x_end, out_row + image_w, outside);
     }
   });
 }
@@ -127,7 +129,7 @@ void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* bo
 }  // namespace
 
 void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold) {
+                 std::optional<double> threshold, bool out_holds_zeros) {
   const int64_t n = masks.size(0), mh = masks.size(1), mw = masks.size(2);
   const int64_t image_h = out.size(1), image_w = out.size(2);
   DETCORE_DISPATCH_FLOAT32_64(masks.dtype, "paste_masks", [&] {
@@ -135,9 +137,10 @@ void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef
     const auto* b = boxes.ptr<const scalar_t>();
     if (threshold) {
       paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<bool>(),
-                   StoreAboveThreshold<scalar_t>{static_cast<scalar_t>(*threshold)});
+                   StoreAboveThreshold<scalar_t>{static_cast<scalar_t>(*threshold)}, out_holds_zeros);
     } else {
-      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<scalar_t>(), StoreValue<scalar_t>{});
+      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<scalar_t>(), StoreValue<scalar_t>{},
+                   out_holds_zeros);
     }
   });
 }

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
+import numpy as np
+
 from .. import _C
 from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_int, kind_of, to_numpy, torch
+
+_NUMPY_DTYPE_OF_TORCH = {torch.float32: np.float32, torch.float64: np.float64, torch.bool: np.bool_} if torch else {}
 
 
 def _mask_planes(masks):
@@ -38,14 +42,27 @@ def _threshold(threshold) -> Optional[float]:
     return value
 
 
+def _output(xp, shape, dtype, like):
+    """The output and whether it holds zeros already. On the CPU it is zeros
+    from calloc, whose pages the OS maps on first write: the kernel then writes
+    only the pixels inside the boxes, and the rest of a large output (most of
+    it) is never touched, where allocating and filling it would cost more
+    than the paste itself."""
+    if xp is NUMPY:
+        return np.zeros(shape, dtype), True
+    if like.device.type == "cpu" and dtype in _NUMPY_DTYPE_OF_TORCH:
+        return torch.from_numpy(np.zeros(shape, _NUMPY_DTYPE_OF_TORCH[dtype])), True
+    return xp.empty(shape, dtype, like=like), False
+
+
 def _paste_masks(xp, masks, boxes, image_size, threshold):
     masks = _mask_planes(masks)
     check_boxes(boxes, "boxes")
     height, width = _image_size(image_size)
     threshold = _threshold(threshold)
     dtype = masks.dtype if threshold is None else xp.bool_
-    out = xp.empty((masks.shape[0], height, width), dtype, like=masks)
-    _C.paste_masks(xp.native(masks), xp.native(boxes), xp.native(out), threshold, xp.stream(masks))
+    out, holds_zeros = _output(xp, (masks.shape[0], height, width), dtype, like=masks)
+    _C.paste_masks(xp.native(masks), xp.native(boxes), xp.native(out), threshold, xp.stream(masks), holds_zeros)
     return out
 
 
