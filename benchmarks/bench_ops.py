@@ -1,10 +1,11 @@
-"""Op microbenchmarks on the CPU, side by side with torchvision when it is
-importable: prints a markdown table and writes JSON.
+"""Op microbenchmarks, side by side with torchvision when it is importable:
+prints a markdown table and writes JSON.
 
-    python benchmarks/bench_ops.py [--only nms,roi_align] [--json out.json]
+    python benchmarks/bench_ops.py [--device cpu|cuda] [--only nms,roi_align] [--json out.json]
 
-Each module benchmarks/cpu/bench_<op>.py defines ``cases(tv)`` returning
-harness.Case objects; ``tv`` is torchvision.ops or None.
+Each module benchmarks/<cpu|gpu>/bench_<op>.py defines ``cases(tv)``
+returning harness.Case objects; ``tv`` is torchvision.ops or None. CPU cases
+are timed with a wall clock, CUDA cases with CUDA events.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def load_torchvision_ops():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="which workloads to run")
     parser.add_argument("--only", default="", help="comma-separated op modules (e.g. nms,roi_align)")
-    parser.add_argument("--json", default="benchmarks/results/cpu_ops.json", help="where to write the JSON")
+    parser.add_argument("--json", default=None, help="where to write the JSON (default benchmarks/results/<device>_ops.json)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="time each callable at least this long")
     args = parser.parse_args(argv)
 
@@ -41,26 +43,28 @@ def main(argv=None):
 
     tv = load_torchvision_ops()
     wanted = {name.strip() for name in args.only.split(",") if name.strip()}
-    package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu")
+    folder = "gpu" if args.device == "cuda" else "cpu"
+    package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), folder)
     rows = []
     for module_info in sorted(pkgutil.iter_modules([package_dir]), key=lambda m: m.name):
         name = module_info.name.removeprefix("bench_")
         if not module_info.name.startswith("bench_") or (wanted and name not in wanted):
             continue
-        module = importlib.import_module(f"cpu.{module_info.name}")
+        module = importlib.import_module(f"{folder}.{module_info.name}")
         for case in module.cases(tv):
-            row = harness.run_case(case, args.min_seconds)
+            row = harness.run_case(case, args.min_seconds, args.device)
             rows.append(row)
             print(harness.format_table([row]).splitlines()[-1], flush=True)
 
     print()
-    print(f"detcore {detcore.__version__}, {detcore.num_threads()} threads; torch {torch.__version__}; "
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{detcore.num_threads()} CPU threads"
+    print(f"detcore {detcore.__version__}, {where}; torch {torch.__version__}; "
           f"torchvision {'not importable' if tv is None else sys.modules['torchvision'].__version__}")
     print(harness.format_table(rows))
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    harness.write_json(rows, args.json, {"device": "cpu", "threads": detcore.num_threads(),
-                                         "torch": torch.__version__})
-    print(f"wrote {args.json}")
+    json_path = args.json or f"benchmarks/results/{args.device}_ops.json"
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    harness.write_json(rows, json_path, {"device": where, "torch": torch.__version__})
+    print(f"wrote {json_path}")
 
 
 if __name__ == "__main__":

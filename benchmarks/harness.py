@@ -55,9 +55,35 @@ def median_ms(fn, sync, min_runs=5, min_seconds=1.0, max_runs=200) -> float:
     return 1e3 * statistics.median(times)
 
 
-def run_case(case: Case, min_seconds: float) -> Row:
-    detcore_ms = median_ms(case.detcore, case.sync, min_seconds=min_seconds)
-    tv_ms = median_ms(case.torchvision, case.sync, min_seconds=min_seconds) if case.torchvision else None
+def cuda_median_ms(fn, min_runs=20, min_seconds=1.0, max_runs=1000) -> float:
+    """Median of per-call times measured with CUDA events on the current
+    stream, after a warm-up."""
+    import torch
+
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end))
+    return statistics.median(times)
+
+
+def run_case(case: Case, min_seconds: float, device: str = "cpu") -> Row:
+    if device == "cuda":
+        def measure(fn):
+            return cuda_median_ms(fn, min_seconds=min_seconds)
+    else:
+        def measure(fn):
+            return median_ms(fn, case.sync, min_seconds=min_seconds)
+    detcore_ms = measure(case.detcore)
+    tv_ms = measure(case.torchvision) if case.torchvision else None
     return Row(case.op, case.workload, detcore_ms, tv_ms, case.goal)
 
 

@@ -25,5 +25,11 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_cuda") = false;
 #endif
   bind_box_iou(m);
+  bind_roi_pool(m);
+  bind_nms(m);
+  bind_roi_align(m);
+  bind_anchors(m);
+  bind_box_coding(m);
+  bind_focal_loss(m);
   bind_paste_masks(m);
 }

@@ -25,3 +25,12 @@ def edge_case_boxes(dtype=np.float64):
         ],
         dtype=dtype,
     )
+
+
+def integer_boxes(rng, n, size=128, max_wh=128, dtype=np.float32):
+    """(n, 4) valid boxes with integer coordinates below 256: exact in every
+    float dtype (bfloat16 included), with exact areas and intersections, so an
+    IoU computed in float32 rounds the same exact fraction as in float64."""
+    xy = rng.integers(0, size, (n, 2))
+    wh = rng.integers(1, max_wh + 1, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)

@@ -380,8 +380,8 @@ class TestTorch:
         torch.testing.assert_close(got.cpu(), paste_masks(masks.cpu(), boxes.cpu(), (50, 60)), atol=0, rtol=0)
 
 
-class _CpuDLPackArray:
-    """A stand-in for another framework's CPU array (JAX, CuPy host arrays)."""
+class _DLPackArray:
+    """A stand-in for another framework's array (JAX, CuPy, ...)."""
 
     def __init__(self, array):
         self._array = array
@@ -393,7 +393,34 @@ class _CpuDLPackArray:
         return self._array.__dlpack_device__()
 
 
+def test_results_do_not_depend_on_the_thread_count(rng):
+    import detcore
+
+    image_size = (64, 48)
+    boxes = np.concatenate([random_boxes(rng, 30, image_size, max_side=120), tricky_boxes(np.float32)])
+    masks = random_masks(rng, len(boxes), 28)
+    before = detcore.num_threads()
+    try:
+        detcore.set_num_threads(1)
+        with np.errstate(all="ignore"):
+            serial = paste_masks(masks, boxes, image_size)
+            detcore.set_num_threads(3)
+            parallel = paste_masks(masks, boxes, image_size)
+    finally:
+        detcore.set_num_threads(before)
+    np.testing.assert_array_equal(parallel, serial)
+
+
 def test_dlpack_input_gives_a_dlpack_result(rng):
     masks, boxes = random_masks(rng, 3, 28), random_boxes(rng, 3, (20, 30))
-    out = paste_masks(_CpuDLPackArray(masks), _CpuDLPackArray(boxes), (20, 30))
+    out = paste_masks(_DLPackArray(masks), _DLPackArray(boxes), (20, 30))
     np.testing.assert_array_equal(np.from_dlpack(out), paste_masks(masks, boxes, (20, 30)))
+
+
+@pytest.mark.cuda
+def test_gpu_dlpack_input_runs_through_torch(rng):
+    masks, boxes = random_masks(rng, 3, 28), random_boxes(rng, 3, (20, 30))
+    out = paste_masks(_DLPackArray(torch.from_numpy(masks).cuda()),
+                      _DLPackArray(torch.from_numpy(boxes).cuda()), (20, 30))
+    assert isinstance(out, torch.Tensor) and out.is_cuda
+    np.testing.assert_array_equal(out.cpu().numpy(), paste_masks(masks, boxes, (20, 30)))

@@ -7,9 +7,12 @@ and calls ``detcore._C``. The public op picks the namespace from its inputs:
 * numpy arrays go straight to the core; results are numpy arrays.
 * torch tensors go through the op's ``torch.library`` custom op (autograd,
   ``torch.compile``), whose implementation uses the `TORCH` namespace.
-* any other object with ``__dlpack__`` is viewed as numpy without a copy
-  (CPU) and the numpy result is returned: it has ``__dlpack__`` itself, so the
-  caller's ``from_dlpack`` takes it back without a copy.
+* any other object with ``__dlpack__`` is taken without a copy: on the CPU as
+  a numpy view, and the numpy result is returned; on CUDA as a torch tensor
+  (``torch.from_dlpack`` follows the DLPack stream protocol, ordering the
+  producer's stream before PyTorch's current stream), and the torch result is
+  returned. Both results have ``__dlpack__``, so the caller's ``from_dlpack``
+  takes them back without a copy.
 """
 
 from __future__ import annotations
@@ -73,6 +76,24 @@ def to_numpy(x, name: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def prepare(**arrays):
+    """(kind, [arrays]) ready for an op: NUMPY_KIND with C-contiguous numpy
+    arrays (numpy and CPU DLPack inputs), or TORCH_KIND with tensors (torch
+    inputs, and DLPack inputs on a GPU). None values stay None."""
+    kind = kind_of(**arrays)
+    if kind == TORCH_KIND:
+        return kind, list(arrays.values())
+    on_cpu = kind == NUMPY_KIND or all(
+        x is None or int(x.__dlpack_device__()[0]) in _DLPACK_CPU_DEVICES for x in arrays.values()
+    )
+    if on_cpu:
+        return NUMPY_KIND, [None if x is None else to_numpy(x, name) for name, x in arrays.items()]
+    if torch is None:
+        name = next(n for n, x in arrays.items() if x is not None)
+        raise ValueError(f"{name}: DLPack arrays on a GPU need PyTorch installed (detcore runs them through it)")
+    return TORCH_KIND, [None if x is None else torch.from_dlpack(x) for x in arrays.values()]
+
+
 def check_int(value, name: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
@@ -107,6 +128,7 @@ class NumpyArrays:
     """Array namespace for the numpy path."""
 
     int64 = np.int64
+    int32 = np.int32
     uint8 = np.uint8
     bool_ = np.bool_
 
@@ -131,6 +153,7 @@ class TorchArrays:
     """Array namespace for torch tensors (inside the custom ops)."""
 
     int64 = torch.int64 if torch is not None else None
+    int32 = torch.int32 if torch is not None else None
     uint8 = torch.uint8 if torch is not None else None
     bool_ = torch.bool if torch is not None else None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, kind_of, to_numpy, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, prepare, torch
 
 
 def _box_iou(xp, boxes1, boxes2):
@@ -25,9 +25,10 @@ def box_iou(boxes1, boxes2):
         (N, M) IoU in the dtype of the boxes. Boxes with x2 < x1 have a
         negative area, as in torchvision; two empty boxes give NaN (0 / 0).
     """
-    if kind_of(boxes1=boxes1, boxes2=boxes2) == TORCH_KIND:
+    kind, (boxes1, boxes2) = prepare(boxes1=boxes1, boxes2=boxes2)
+    if kind == TORCH_KIND:
         return torch.ops.detcore.box_iou(boxes1, boxes2)
-    return _box_iou(NUMPY, to_numpy(boxes1, "boxes1"), to_numpy(boxes2, "boxes2"))
+    return _box_iou(NUMPY, boxes1, boxes2)
 
 
 if torch is not None:

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_int, kind_of, to_numpy, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_int, prepare, torch
 
 _NUMPY_DTYPE_OF_TORCH = {torch.float32: np.float32, torch.float64: np.float64, torch.bool: np.bool_} if torch else {}
 
@@ -101,12 +101,14 @@ def paste_masks(masks, boxes, image_size, threshold=None):
 
     Returns:
         (N, H, W) pasted masks in the masks' dtype, or bool with a threshold;
-        the framework and device of the inputs (numpy for DLPack inputs).
+        the framework and device of the inputs (numpy for CPU DLPack inputs,
+        a torch tensor for GPU ones).
     """
-    if kind_of(masks=masks, boxes=boxes) == TORCH_KIND:
+    kind, (masks, boxes) = prepare(masks=masks, boxes=boxes)
+    if kind == TORCH_KIND:
         height, width = _image_size(image_size)
         return torch.ops.detcore.paste_masks(masks, boxes, [height, width], _threshold(threshold))
-    return _paste_masks(NUMPY, to_numpy(masks, "masks"), to_numpy(boxes, "boxes"), image_size, threshold)
+    return _paste_masks(NUMPY, masks, boxes, image_size, threshold)
 
 
 if torch is not None:

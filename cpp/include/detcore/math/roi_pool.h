@@ -1,0 +1,133 @@
+// RoI max pooling geometry (Fast R-CNN), shared by the CPU and CUDA kernels.
+//
+// The arithmetic follows torchvision.ops.roi_pool step by step, in the
+// compute type T (float for float32/16/bf16, double for float64):
+//   * each corner is scaled by spatial_scale and rounded half away from zero;
+//   * the RoI covers (end - start + 1) cells, at least 1, in each direction;
+//   * bin i spans [start + floor(i * size / n), start + ceil((i + 1) * size / n)),
+//     clipped to the feature map, so neighbouring bins may share a row or
+//     column, and a bin outside the map is empty (it outputs 0, argmax -1).
+//
+// Safety beyond torchvision: a scaled coordinate is clamped to +-2^40 in
+// floating point before it is converted to an integer (converting NaN or
+// 1e30 to an integer is undefined behaviour), integer arithmetic is 64-bit,
+// and an RoI with a NaN corner has only empty bins. Within torchvision's
+// defined range (coordinates that fit an int) the results are identical;
+// +-inf acts as a coordinate far outside the map.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+
+#include "detcore/macros.h"
+
+namespace detcore::math {
+
+namespace roi_pool_detail {
+DETCORE_HOST_DEVICE float round_half_away(float v) { return roundf(v); }
+DETCORE_HOST_DEVICE double round_half_away(double v) { return round(v); }
+DETCORE_HOST_DEVICE float floor_of(float v) { return floorf(v); }
+DETCORE_HOST_DEVICE double floor_of(double v) { return floor(v); }
+DETCORE_HOST_DEVICE float ceil_of(float v) { return ceilf(v); }
+DETCORE_HOST_DEVICE double ceil_of(double v) { return ceil(v); }
+
+// Scaled coordinate rounded to a cell index. Clamped in floating point first;
+// NaN (0 * inf when a huge spatial_scale overflows float) becomes -2^40.
+template <typename T>
+DETCORE_HOST_DEVICE int64_t to_cell(T scaled) {
+  const T limit = T(1099511627776.0);  // 2^40: exact in float, far beyond any feature map
+  scaled = scaled >= -limit ? (scaled <= limit ? scaled : limit) : -limit;
+  return static_cast<int64_t>(round_half_away(scaled));
+}
+
+DETCORE_HOST_DEVICE int64_t clip(int64_t v, int64_t extent) { return v < 0 ? 0 : (v > extent ? extent : v); }
+}  // namespace roi_pool_detail
+
+// The initial value of a bin's running maximum: the lowest finite value of
+// the compute type (torchvision uses -FLT_MAX for every type; the two agree
+// for float). Only values strictly greater replace it, so a bin holding only
+// NaN and -inf keeps it and reports argmax -1.
+template <typename T>
+DETCORE_HOST_DEVICE T roi_pool_lowest();
+template <>
+DETCORE_HOST_DEVICE float roi_pool_lowest<float>() {
+  return -3.402823466e+38F;
+}
+template <>
+DETCORE_HOST_DEVICE double roi_pool_lowest<double>() {
+  return -1.7976931348623157e+308;
+}
+
+// The RoI's bin grid along one axis: first cell and bin size in cells.
+template <typename T>
+struct RoiPoolAxis {
+  int64_t start;
+  T bin_size;
+};
+
+// Along one axis: corners c1, c2 in image coordinates, `bins` bins.
+template <typename T>
+DETCORE_HOST_DEVICE RoiPoolAxis<T> roi_pool_axis(T c1, T c2, T spatial_scale, int64_t bins) {
+  const int64_t start = roi_pool_detail::to_cell(c1 * spatial_scale);
+  const int64_t end = roi_pool_detail::to_cell(c2 * spatial_scale);
+  const int64_t size = end - start + 1 > 1 ? end - start + 1 : 1;
+  return {start, static_cast<T>(size) / static_cast<T>(bins)};
+}
+
+// Half-open range [begin, end) of rows or columns; empty when end <= begin.
+struct RoiPoolSpan {
+  int64_t begin, end;
+  DETCORE_HOST_DEVICE bool empty() const { return end <= begin; }
+};
+
+// Cells of bin `index` along an axis of `extent` cells, clipped to [0, extent].
+template <typename T>
+DETCORE_HOST_DEVICE RoiPoolSpan roi_pool_bin(const RoiPoolAxis<T>& axis, int64_t index, int64_t extent) {
+  using roi_pool_detail::ceil_of;
+  using roi_pool_detail::clip;
+  using roi_pool_detail::floor_of;
+  // Both products are at most bins * bin_size <= 2^41 + 1: the casts are defined.
+  const int64_t lo = static_cast<int64_t>(floor_of(static_cast<T>(index) * axis.bin_size));
+  const int64_t hi = static_cast<int64_t>(ceil_of(static_cast<T>(index + 1) * axis.bin_size));
+  return {clip(axis.start + lo, extent), clip(axis.start + hi, extent)};
+}
+
+// The bin grid of one RoI (x1, y1, x2, y2 in image coordinates).
+template <typename T>
+struct RoiPoolGrid {
+  RoiPoolAxis<T> y, x;
+  bool valid;  // false when a corner is NaN: every bin is empty
+};
+
+template <typename T>
+DETCORE_HOST_DEVICE RoiPoolGrid<T> roi_pool_grid(T x1, T y1, T x2, T y2, T spatial_scale, int64_t pooled_height,
+                                                 int64_t pooled_width) {
+  // x != x is the portable NaN test on host and device.
+  const bool has_nan = x1 != x1 || y1 != y1 || x2 != x2 || y2 != y2;
+  if (has_nan) return {{0, T(0)}, {0, T(0)}, false};
+  return {roi_pool_axis(y1, y2, spatial_scale, pooled_height), roi_pool_axis(x1, x2, spatial_scale, pooled_width),
+          true};
+}
+
+template <typename T>
+DETCORE_HOST_DEVICE RoiPoolSpan roi_pool_rows(const RoiPoolGrid<T>& grid, int64_t ph, int64_t height) {
+  return grid.valid ? roi_pool_bin(grid.y, ph, height) : RoiPoolSpan{0, 0};
+}
+
+template <typename T>
+DETCORE_HOST_DEVICE RoiPoolSpan roi_pool_cols(const RoiPoolGrid<T>& grid, int64_t pw, int64_t width) {
+  return grid.valid ? roi_pool_bin(grid.x, pw, width) : RoiPoolSpan{0, 0};
+}
+
+// The batch index of an RoI, or -1 unless `value` is an integer in
+// [0, batch_size) (NaN included). The CPU entry refuses -1; the CUDA kernel
+// outputs zeros for it.
+template <typename T>
+DETCORE_HOST_DEVICE int64_t roi_batch_index(T value, int64_t batch_size) {
+  if (!(value >= T(0) && value < static_cast<T>(batch_size))) return -1;
+  if (roi_pool_detail::floor_of(value) != value) return -1;
+  const int64_t index = static_cast<int64_t>(value);  // finite and bounded here
+  return index < batch_size ? index : -1;
+}
+
+}  // namespace detcore::math

@@ -1,0 +1,103 @@
+#include "detcore/ops/roi_align.h"
+
+#include <cmath>
+
+#include "backend/roi_align.h"
+#include "checks.h"
+#include "detcore/math/roi_align.h"
+#include "dispatch.h"
+
+namespace detcore {
+namespace {
+
+constexpr const char* kBoxesLayout = "(K, 5) [batch_index, x1, y1, x2, y2]";
+
+void check_params(const RoIAlignParams& p) {
+  if (p.pooled_height <= 0 || p.pooled_width <= 0) {
+    throw_value_error("output_size: expected positive (height, width), got (", p.pooled_height, ", ",
+                      p.pooled_width, ")");
+  }
+  if (!(p.spatial_scale > 0.0) || !std::isfinite(p.spatial_scale)) {
+    throw_value_error("spatial_scale: expected a finite number > 0, got ", p.spatial_scale);
+  }
+}
+
+// The CPU kernels index images by the RoIs' batch indices: each must be an
+// integer in [0, batch_size) (NaN is neither).
+template <typename T>
+void check_batch_indices(const T* boxes, int64_t num_rois, int64_t batch_size) {
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const T index = boxes[5 * k];
+    if (math::roi_batch_index(index, batch_size) < 0) {
+      throw_value_error("boxes: expected the batch index (column 0) to be an integer in [0, ", batch_size,
+                        "), got ", index, " in row ", k);
+    }
+  }
+}
+
+void check_boxes(const TensorRef& boxes, const TensorRef& like, const char* like_name, int64_t batch_size) {
+  check::matrix(boxes, "boxes", 5, kBoxesLayout);
+  check::same_dtype(like, like_name, boxes, "boxes");
+  check::same_device(like, like_name, boxes, "boxes");
+  check::data(boxes, "boxes");
+  if (!boxes.is_cuda()) {
+    DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "roi_align", [&] {
+      check_batch_indices(boxes.ptr<const scalar_t>(), boxes.size(0), batch_size);
+    });
+  }
+}
+
+}  // namespace
+
+void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                       const RoIAlignParams& params, Stream stream) {
+  check::ndim(input, "input", 4, "(N, C, H, W)");
+  check::floating(input, "input");
+  check_params(params);
+  check::same_dtype(input, "input", out, "out");
+  check::same_device(input, "input", out, "out");
+  check::data(input, "input");
+  check_boxes(boxes, input, "input", input.shape[0]);
+  check::shape(out, "out", {boxes.shape[0], input.shape[1], params.pooled_height, params.pooled_width});
+  check::data(out, "out");
+  if (out.numel() == 0) return;
+  DETCORE_DEVICE_DISPATCH(input, "roi_align", cpu::roi_align_forward(input, boxes, out, params),
+                          cuda::roi_align_forward(input, boxes, out, params, stream));
+}
+
+int64_t roi_align_backward_workspace_bytes(DType dtype, Device device, int64_t grad_input_numel,
+                                           bool deterministic) {
+  const bool half = dtype == DType::Float16 || dtype == DType::BFloat16;
+  if (device.kind != DeviceKind::CUDA || !half || deterministic) return 0;
+  return grad_input_numel * static_cast<int64_t>(sizeof(float));
+}
+
+void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, const TensorRef& grad_input,
+                        const TensorRef& workspace, const RoIAlignParams& params, bool deterministic,
+                        Stream stream) {
+  check::ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
+  check::floating(grad_input, "grad_input");
+  check_params(params);
+  check::same_dtype(grad_input, "grad_input", grad_output, "grad_output");
+  check::same_device(grad_input, "grad_input", grad_output, "grad_output");
+  check::data(grad_input, "grad_input");
+  check_boxes(boxes, grad_input, "grad_input", grad_input.shape[0]);
+  check::shape(grad_output, "grad_output",
+               {boxes.shape[0], grad_input.shape[1], params.pooled_height, params.pooled_width});
+  check::data(grad_output, "grad_output");
+  check::dtype(workspace, "workspace", DType::UInt8);
+  check::same_device(grad_input, "grad_input", workspace, "workspace");
+  const int64_t needed =
+      roi_align_backward_workspace_bytes(grad_input.dtype, grad_input.device, grad_input.numel(), deterministic);
+  if (workspace.numel() < needed) {
+    throw_value_error("workspace: expected at least ", needed, " bytes, got ", workspace.numel());
+  }
+  check::data(workspace, "workspace");
+  if (grad_input.numel() == 0) return;
+  DETCORE_DEVICE_DISPATCH(grad_input, "roi_align_backward",
+                          cpu::roi_align_backward(grad_output, boxes, grad_input, params),
+                          cuda::roi_align_backward(grad_output, boxes, grad_input, workspace, params,
+                                                   deterministic, stream));
+}
+
+}  // namespace detcore

@@ -1,0 +1,107 @@
+#include "detcore/ops/roi_pool.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "backend/roi_pool.h"
+#include "checks.h"
+#include "detcore/math/roi_pool.h"
+#include "dispatch.h"
+
+namespace detcore {
+namespace {
+
+constexpr const char* kPooledLayout = "(K, C, PH, PW)";
+
+void check_spatial_scale(double spatial_scale) {
+  if (!(spatial_scale > 0.0) || !std::isfinite(spatial_scale)) {
+    throw_value_error("spatial_scale: expected a finite number > 0, got ", spatial_scale);
+  }
+}
+
+// argmax stores h * W + w as int32.
+void check_plane_fits_int32(const TensorRef& t, const char* name) {
+  if (t.size(2) * t.size(3) > std::numeric_limits<int32_t>::max()) {
+    throw_value_error(name, ": H * W must fit the int32 argmax, got shape ", t.shape_string());
+  }
+}
+
+// The CPU kernels index the batch with the RoIs' first column; a value that
+// is not an integer in [0, batch_size) is refused here. (CUDA guards in the
+// kernel instead, so that no device synchronization is needed.)
+void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
+  DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "roi_pool", [&] {
+    const scalar_t* rows = boxes.ptr<const scalar_t>();
+    for (int64_t k = 0; k < boxes.size(0); ++k) {
+      if (math::roi_batch_index(rows[5 * k], batch_size) < 0) {
+        throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ",
+                          batch_size, "), got ", rows[5 * k]);
+      }
+    }
+  });
+}
+
+// The pooled tensors (out / argmax or grad_out / argmax) and the RoIs.
+void check_pooled(const TensorRef& values, const char* values_name, const TensorRef& boxes,
+                  const TensorRef& argmax) {
+  check::ndim(values, values_name, 4, kPooledLayout);
+  check::floating(values, values_name);
+  check::positive(values.size(2), "output_size[0]");
+  check::positive(values.size(3), "output_size[1]");
+  check::matrix(boxes, "boxes", 5, "(K, 5) [batch_index, x1, y1, x2, y2]");
+  check::same_dtype(values, values_name, boxes, "boxes");
+  check::same_device(values, values_name, boxes, "boxes");
+  check::dtype(argmax, "argmax", DType::Int32);
+  check::same_device(values, values_name, argmax, "argmax");
+  check::shape(argmax, "argmax", {values.size(0), values.size(1), values.size(2), values.size(3)});
+}
+
+}  // namespace
+
+void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spatial_scale, const TensorRef& out,
+                      const TensorRef& argmax, Stream stream) {
+  check::ndim(input, "input", 4, "(N, C, H, W)");
+  check::floating(input, "input");
+  check::matrix(boxes, "boxes", 5, "(K, 5) [batch_index, x1, y1, x2, y2]");
+  check::same_dtype(input, "input", boxes, "boxes");
+  check::same_device(input, "input", boxes, "boxes");
+  check_spatial_scale(spatial_scale);
+  check_plane_fits_int32(input, "input");
+  check_pooled(out, "out", boxes, argmax);
+  check::same_dtype(input, "input", out, "out");
+  check::same_device(input, "input", out, "out");
+  check::shape(out, "out", {boxes.size(0), input.size(1), out.size(2), out.size(3)});
+  check::data(input, "input");
+  check::data(boxes, "boxes");
+  check::data(out, "out");
+  check::data(argmax, "argmax");
+  if (!boxes.is_cuda()) check_batch_indices(boxes, input.size(0));
+  if (out.numel() == 0) return;
+  DETCORE_DEVICE_DISPATCH(input, "roi_pool", cpu::roi_pool_forward(input, boxes, spatial_scale, out, argmax),
+                          cuda::roi_pool_forward(input, boxes, spatial_scale, out, argmax, stream));
+}
+
+void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
+                       const TensorRef& grad_input, Stream stream) {
+  check_pooled(grad_out, "grad_out", boxes, argmax);
+  check::shape(grad_out, "grad_out", {boxes.size(0), grad_out.size(1), grad_out.size(2), grad_out.size(3)});
+  check::ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
+  check::same_dtype(grad_out, "grad_out", grad_input, "grad_input");
+  check::same_device(grad_out, "grad_out", grad_input, "grad_input");
+  if (grad_input.size(1) != grad_out.size(1)) {
+    throw_value_error("grad_input: expected ", grad_out.size(1), " channels (those of grad_out), got shape ",
+                      grad_input.shape_string());
+  }
+  check_plane_fits_int32(grad_input, "grad_input");
+  check::data(grad_out, "grad_out");
+  check::data(boxes, "boxes");
+  check::data(argmax, "argmax");
+  check::data(grad_input, "grad_input");
+  if (!boxes.is_cuda()) check_batch_indices(boxes, grad_input.size(0));
+  if (grad_input.numel() == 0) return;
+  DETCORE_DEVICE_DISPATCH(grad_out, "roi_pool_backward", cpu::roi_pool_backward(grad_out, boxes, argmax, grad_input),
+                          cuda::roi_pool_backward(grad_out, boxes, argmax, grad_input, stream));
+}
+
+}  // namespace detcore

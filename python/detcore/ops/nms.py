@@ -1,0 +1,118 @@
+"""Non-maximum suppression: nms and batched_nms."""
+
+from __future__ import annotations
+
+from .. import _C
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, kind_of, to_numpy, torch
+
+
+def _check_threshold(iou_threshold) -> float:
+    value = check_float(iou_threshold, "iou_threshold", minimum=0.0)
+    if value == float("inf"):
+        raise ValueError(f"iou_threshold: expected a finite number >= 0, got {value}")
+    return value
+
+
+def _check_nms_args(boxes, scores, idxs, iou_threshold) -> float:
+    check_boxes(boxes, "boxes")
+    check_ndim(scores, "scores", 1, "(N,)")
+    if scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores: expected shape ({boxes.shape[0]},) to match boxes, got {tuple(scores.shape)}")
+    if idxs is not None:
+        check_ndim(idxs, "idxs", 1, "(N,)")
+        if idxs.shape[0] != boxes.shape[0]:
+            raise ValueError(f"idxs: expected shape ({boxes.shape[0]},) to match boxes, got {tuple(idxs.shape)}")
+    return _check_threshold(iou_threshold)
+
+
+def _nms(xp, boxes, scores, idxs, iou_threshold):
+    """Kept indices (int64) in decreasing score order; idxs None for plain nms."""
+    iou_threshold = _check_nms_args(boxes, scores, idxs, iou_threshold)
+    n = boxes.shape[0]
+    keep = xp.empty((n,), xp.int64, like=boxes)
+    on_cuda = xp is TORCH and boxes.device.type == "cuda"
+    device_index = (boxes.device.index or 0) if on_cuda else 0
+    workspace = xp.empty((_C.nms_workspace_size(n, on_cuda, device_index),), xp.uint8, like=boxes)
+    stream = xp.stream(boxes)
+    if idxs is None:
+        count = _C.nms(xp.native(boxes), xp.native(scores), iou_threshold, xp.native(keep), xp.native(workspace), stream)
+    else:
+        count = _C.batched_nms(
+            xp.native(boxes), xp.native(scores), xp.native(idxs), iou_threshold, xp.native(keep),
+            xp.native(workspace), stream,
+        )
+    return keep[:count]
+
+
+def nms(boxes, scores, iou_threshold):
+    """Greedy non-maximum suppression, as ``torchvision.ops.nms``.
+
+    Boxes are visited in decreasing score order (equal scores: lower index
+    first); a box is dropped when its IoU with an already kept box is
+    strictly greater than ``iou_threshold``. A NaN IoU (e.g. two empty boxes)
+    never suppresses. NaN scores rank below every number, -inf included (so
+    such boxes come last and suppress nothing ranked above them); torchvision
+    instead ranks NaN first. The IoU, computed in the boxes' dtype (float for
+    float16/bfloat16), is compared with the threshold as a double, as
+    torchvision's CPU kernel does: a float32 IoU of exactly 0.3 suppresses at
+    ``iou_threshold=0.3`` (float32(0.3) > 0.3).
+
+    Args:
+        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32 or float64 (float16
+            and bfloat16 too on CUDA, with float IoU).
+        scores: (N,) scores of the same dtype and device.
+        iou_threshold: finite number >= 0.
+
+    Returns:
+        int64 (K,) indices of the kept boxes in decreasing score order.
+    """
+    if kind_of(boxes=boxes, scores=scores) == TORCH_KIND:
+        return torch.ops.detcore.nms(boxes, scores, _check_threshold(iou_threshold))
+    return _nms(NUMPY, to_numpy(boxes, "boxes"), to_numpy(scores, "scores"), None, iou_threshold)
+
+
+def batched_nms(boxes, scores, idxs, iou_threshold):
+    """Non-maximum suppression per class, as ``torchvision.ops.batched_nms``.
+
+    Boxes with different ``idxs`` never suppress each other (compared as
+    class ids, not by offsetting coordinates, so huge coordinates are safe).
+    The kept indices of all classes come in one decreasing score order,
+    ties by lower index, NaN scores last, as for `nms`.
+
+    Args:
+        boxes: (N, 4) boxes, scores: (N,) as for `nms`.
+        idxs: (N,) int64 class ids (any values).
+        iou_threshold: finite number >= 0.
+
+    Returns:
+        int64 (K,) indices of the kept boxes in decreasing score order.
+    """
+    if kind_of(boxes=boxes, scores=scores, idxs=idxs) == TORCH_KIND:
+        return torch.ops.detcore.batched_nms(boxes, scores, idxs, _check_threshold(iou_threshold))
+    return _nms(NUMPY, to_numpy(boxes, "boxes"), to_numpy(scores, "scores"), to_numpy(idxs, "idxs"), iou_threshold)
+
+
+if torch is not None:
+
+    def _fake_keep(boxes, scores, idxs, iou_threshold):
+        _check_nms_args(boxes, scores, idxs, iou_threshold)
+        count = torch.library.get_ctx().new_dynamic_size()
+        return boxes.new_empty((count,), dtype=torch.int64)
+
+    @torch.library.custom_op("detcore::nms", mutates_args=())
+    def _nms_op(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+        return _nms(TORCH, boxes.contiguous(), scores.contiguous(), None, iou_threshold)
+
+    @_nms_op.register_fake
+    def _(boxes, scores, iou_threshold):
+        return _fake_keep(boxes, scores, None, iou_threshold)
+
+    @torch.library.custom_op("detcore::batched_nms", mutates_args=())
+    def _batched_nms_op(
+        boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+    ) -> torch.Tensor:
+        return _nms(TORCH, boxes.contiguous(), scores.contiguous(), idxs.contiguous(), iou_threshold)
+
+    @_batched_nms_op.register_fake
+    def _(boxes, scores, idxs, iou_threshold):
+        return _fake_keep(boxes, scores, idxs, iou_threshold)

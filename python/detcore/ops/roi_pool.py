@@ -1,0 +1,182 @@
+"""Fast R-CNN RoI max pooling, as ``torchvision.ops.roi_pool``."""
+
+from __future__ import annotations
+
+import math
+
+from .. import _C
+from ._interop import (
+    DLPACK_KIND,
+    NUMPY,
+    TORCH,
+    TORCH_KIND,
+    check_boxes,
+    check_float,
+    check_int,
+    check_ndim,
+    kind_of,
+    to_numpy,
+    torch,
+)
+from ._rois import as_rois
+
+_ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
+
+
+def _output_size(output_size) -> tuple[int, int]:
+    """(height, width) from an int or a pair, each >= 1."""
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != 2:
+            raise ValueError(f"output_size: expected an int or a pair (height, width), got {output_size!r}")
+        height, width = output_size
+    else:
+        height = width = output_size
+    return check_int(height, "output_size", 1), check_int(width, "output_size", 1)
+
+
+def _spatial_scale(spatial_scale) -> float:
+    value = check_float(spatial_scale, "spatial_scale")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"spatial_scale: expected a finite number > 0, got {value}")
+    return value
+
+
+def _check_args(input, rois) -> None:
+    """The checks needed to size the outputs (also run by the fake
+    implementation under torch.compile); the core checks everything again."""
+    check_ndim(input, "input", 4, "(N, C, H, W)")
+    check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
+    if rois.dtype != input.dtype:
+        raise TypeError(f"boxes: expected the dtype of input ({input.dtype}), got {rois.dtype}")
+
+
+def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_width: int):
+    """(output, argmax): argmax is int32, the index h * W + w of each bin's
+    maximum in its input plane, -1 for an empty bin."""
+    _check_args(input, rois)
+    shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
+    out = xp.empty(shape, input.dtype, like=input)
+    argmax = xp.empty(shape, xp.int32, like=input)
+    _C.roi_pool_forward(
+        xp.native(input), xp.native(rois), spatial_scale, xp.native(out), xp.native(argmax), xp.stream(input)
+    )
+    return out, argmax
+
+
+def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape):
+    """The gradient with respect to the input, of shape `input_shape`."""
+    grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
+    _C.roi_pool_backward(
+        xp.native(grad_out), xp.native(rois), xp.native(argmax), xp.native(grad_input), xp.stream(grad_out)
+    )
+    return grad_input
+
+
+def roi_pool(input, boxes, output_size, spatial_scale=1.0):
+    """Max pooling of each RoI over a grid of bins (Fast R-CNN), as
+    ``torchvision.ops.roi_pool``.
+
+    Args:
+        input: (N, C, H, W) features, float32 or float64 (float16 and
+            bfloat16 too on CUDA).
+        boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` in image
+            coordinates, of the input's dtype and device, or a list of N
+            per-image (Ki, 4) boxes.
+        output_size: int or (height, width) of the bin grid.
+        spatial_scale: feature cells per image pixel (e.g. 1/16), finite > 0.
+
+    Returns:
+        (K, C, height, width) maxima, in the input's framework (numpy for
+        DLPack inputs). Differentiable with respect to `input` for torch.
+
+    Each corner is scaled and rounded half away from zero; the RoI spans
+    (x2 - x1 + 1) cells at least 1; bin borders are floored / ceiled and
+    clipped to the map, so bins outside the map output 0. On ties the first
+    maximum in row-major order wins. NaN features never win a comparison: a
+    bin with only NaN (or -inf) values outputs the dtype's lowest finite
+    value (float32's for float16/bfloat16 on CUDA) and passes no gradient. An
+    RoI with a NaN corner outputs zeros; infinite and huge corners are
+    clamped far outside the map. On the CPU a batch index that is not an
+    integer in [0, N) raises ValueError; on CUDA that RoI outputs zeros.
+    """
+    height, width = _output_size(output_size)
+    scale = _spatial_scale(spatial_scale)
+    if isinstance(boxes, (list, tuple)):
+        kind = kind_of(input=input, **{f"boxes[{i}]": b for i, b in enumerate(boxes)})
+    else:
+        kind = kind_of(input=input, boxes=boxes)
+    rois = as_rois(boxes, "boxes")
+    if kind == TORCH_KIND:
+        out, _ = torch.ops.detcore.roi_pool(input, rois, scale, height, width)
+        return out
+    if kind == DLPACK_KIND:
+        input = to_numpy(input, "input")
+    out, _ = _roi_pool(NUMPY, to_numpy(input, "input"), to_numpy(rois, "boxes"), scale, height, width)
+    return out
+
+
+if torch is not None:
+
+    @torch.library.custom_op("detcore::roi_pool", mutates_args=())
+    def _roi_pool_op(
+        input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int, pooled_width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _roi_pool(TORCH, input.contiguous(), rois.contiguous(), spatial_scale, pooled_height, pooled_width)
+
+    @_roi_pool_op.register_fake
+    def _(input, rois, spatial_scale, pooled_height, pooled_width):
+        _check_args(input, rois)
+        shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
+        return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
+
+    @torch.library.custom_op("detcore::roi_pool_backward", mutates_args=())
+    def _roi_pool_backward_op(
+        grad_out: torch.Tensor,
+        rois: torch.Tensor,
+        argmax: torch.Tensor,
+        batch_size: int,
+        channels: int,
+        height: int,
+        width: int,
+    ) -> torch.Tensor:
+        shape = (batch_size, channels, height, width)
+        return _roi_pool_backward(TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), shape)
+
+    @_roi_pool_backward_op.register_fake
+    def _(grad_out, rois, argmax, batch_size, channels, height, width):
+        return grad_out.new_empty((batch_size, channels, height, width))
+
+    def _setup_context(ctx, inputs, output):
+        input, rois, _, _, _ = inputs
+        _, argmax = output
+        ctx.save_for_backward(rois, argmax)
+        ctx.input_shape = tuple(input.shape)
+
+    def _backward(ctx, grad_out, _grad_argmax):
+        rois, argmax = ctx.saved_tensors
+        grad_input = torch.ops.detcore.roi_pool_backward(grad_out, rois, argmax, *ctx.input_shape)
+        return grad_input, None, None, None, None
+
+    _roi_pool_op.register_autograd(_backward, setup_context=_setup_context)
+
+    class RoIPool(torch.nn.Module):
+        """See :func:`roi_pool`."""
+
+        def __init__(self, output_size, spatial_scale: float):
+            super().__init__()
+            self.output_size = output_size
+            self.spatial_scale = spatial_scale
+
+        def forward(self, input, rois):
+            return roi_pool(input, rois, self.output_size, self.spatial_scale)
+
+        def __repr__(self) -> str:
+            return f"{type(self).__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale})"
+
+else:
+
+    class RoIPool:
+        """See :func:`roi_pool`; needs PyTorch."""
+
+        def __init__(self, *args, **kwargs):
+            raise ImportError("detcore.ops.RoIPool needs PyTorch")
