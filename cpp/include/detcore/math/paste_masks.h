@@ -28,9 +28,10 @@
 
 namespace detcore::math {
 
-// a * b rounded on its own. nvcc fuses a product and a following add into an
-// FMA by default; the host build (no -mfma) does not, so without this CPU and
-// GPU would round the box geometry differently.
+// a * b rounded on its own, even where nvcc would fuse a product and a
+// following add into an FMA (its default; the project builds with
+// --fmad=false, and this keeps the header right without it): the host build
+// (no -mfma) never fuses, and CPU and GPU must round the geometry alike.
 template <typename T>
 DETCORE_HOST_DEVICE T mul_rn(T a, T b) {
 #if defined(__CUDA_ARCH__)
