@@ -134,6 +134,17 @@ def test_edge_case_rois_match_reference_without_crashing(rng, dtype):
             assert np.all(out[6] == 0) and np.all(argmax[6] == -1)  # the NaN RoI
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_extreme_spatial_scale_never_crashes(rng, scale):
+    # In float32 the scale becomes 0 or inf, and 0 * inf is NaN.
+    x = rng.standard_normal((1, 2, 6, 7)).astype(np.float32)
+    rois = np.concatenate([random_rois(rng, 6, 1, 6, 7, np.float32), [[0, 0, 0, 0, 0], [0, -1, -1, 3, 3]]])
+    out, argmax = _roi_pool(NUMPY, x, rois.astype(np.float32), scale, 3, 2)
+    assert np.isin(out, np.append(x, 0)).all() and np.all((argmax >= -1) & (argmax < 6 * 7))
+    out64, _ = _roi_pool(NUMPY, x.astype(np.float64), rois.astype(np.float64), scale, 3, 2)
+    assert np.isin(out64, np.append(x, 0)).all()
+
+
 def test_point_roi_pools_one_cell(rng):
     x = rng.standard_normal((1, 2, 6, 6))
     out, argmax = _roi_pool(NUMPY, x, np.array([[0, 2.0, 3.0, 2.0, 3.0]]), 1.0, 2, 2)
