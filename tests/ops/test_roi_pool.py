@@ -6,7 +6,7 @@ import pytest
 import detcore
 from detcore import _C
 from detcore.ops import roi_pool
-from detcore.ops._interop import NUMPY
+from detcore.ops._interop import NUMPY, TORCH
 from detcore.ops.roi_pool import _roi_pool, _roi_pool_backward
 from helpers import edge_case_boxes, random_boxes
 
@@ -203,6 +203,17 @@ def test_backward_matches_reference(rng):
     grad_out = rng.standard_normal(out.shape)
     grad = _roi_pool_backward(NUMPY, grad_out, rois, argmax, x.shape)
     np.testing.assert_allclose(grad, reference_roi_pool_backward(grad_out, rois, argmax, x.shape), rtol=1e-12, atol=1e-12)
+
+
+def test_deterministic_flag_is_accepted_on_the_cpu(rng):
+    x = rng.standard_normal((1, 2, 9, 9))
+    rois = random_rois(rng, 30, 1, 9, 9)
+    out, argmax = _roi_pool(NUMPY, x, rois, 1.0, 3, 3)
+    grad_out = rng.standard_normal(out.shape)
+    np.testing.assert_array_equal(
+        _roi_pool_backward(NUMPY, grad_out, rois, argmax, x.shape, deterministic=True),
+        _roi_pool_backward(NUMPY, grad_out, rois, argmax, x.shape),
+    )
 
 
 def test_backward_ignores_out_of_range_argmax(rng):
@@ -429,6 +440,32 @@ class TestTorch:
         leaf = x.cuda().requires_grad_()
         # atomicAdd may sum shared cells in any order: allow last-bit differences.
         assert torch.autograd.gradcheck(lambda t: roi_pool(t, rois.cuda(), (3, 2)), (leaf,), nondet_tol=1e-12)
+
+    @pytest.mark.cuda
+    def test_cuda_deterministic_backward(self, rng):
+        x = torch.from_numpy(rng.standard_normal((2, 8, 20, 20)).astype(np.float32))
+        rois = torch.from_numpy(random_rois(rng, 500, 2, 20, 20, np.float32))  # heavy overlap
+        out, argmax = _roi_pool(NUMPY, x.numpy(), rois.numpy(), 1.0, 7, 7)
+        grad_out = rng.standard_normal(out.shape).astype(np.float32)
+        expected = reference_roi_pool_backward(grad_out, rois.numpy(), argmax, x.shape)
+        args = [torch.from_numpy(a).cuda() for a in (grad_out, rois.numpy(), argmax)]
+        for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            typed = [args[0].to(dtype), args[1].to(dtype), args[2]]
+            runs = [_roi_pool_backward(TORCH, *typed, x.shape, deterministic=True) for _ in range(3)]
+            for r in runs[1:]:
+                assert torch.equal(r, runs[0])
+            atomic = _roi_pool_backward(TORCH, *typed, x.shape, deterministic=False)
+            # ~100 gradients meet in a cell; half types round at every addition.
+            tol = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 0.25, torch.bfloat16: 1.0}[dtype]
+            for got in (runs[0], atomic):
+                torch.testing.assert_close(got.cpu().double(), torch.from_numpy(expected), rtol=0, atol=tol)
+        torch.use_deterministic_algorithms(True)
+        try:
+            leaf = x.cuda().requires_grad_()
+            roi_pool(leaf, rois.cuda(), 7).backward(args[0])
+            torch.testing.assert_close(leaf.grad.cpu().double(), torch.from_numpy(expected), rtol=0, atol=1e-4)
+        finally:
+            torch.use_deterministic_algorithms(False)
 
     @pytest.mark.cuda
     def test_cuda_edge_rois_and_invalid_batch_index(self, rng):

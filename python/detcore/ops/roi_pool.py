@@ -63,11 +63,18 @@ def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_
     return out, argmax
 
 
-def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape):
-    """The gradient with respect to the input, of shape `input_shape`."""
+def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape, deterministic: bool = False):
+    """The gradient with respect to the input, of shape `input_shape`. The
+    CPU result is always deterministic; on CUDA `deterministic` trades
+    atomicAdd for a fixed summation order."""
     grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
     _C.roi_pool_backward(
-        xp.native(grad_out), xp.native(rois), xp.native(argmax), xp.native(grad_input), xp.stream(grad_out)
+        xp.native(grad_out),
+        xp.native(rois),
+        xp.native(argmax),
+        xp.native(grad_input),
+        xp.stream(grad_out),
+        deterministic,
     )
     return grad_input
 
@@ -98,6 +105,8 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     RoI with a NaN corner outputs zeros; infinite and huge corners are
     clamped far outside the map. On the CPU a batch index that is not an
     integer in [0, N) raises ValueError; on CUDA that RoI outputs zeros.
+    The CPU backward is deterministic; on CUDA it uses atomicAdd unless
+    ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
     height, width = _output_size(output_size)
     scale = _spatial_scale(spatial_scale)
@@ -140,7 +149,12 @@ if torch is not None:
         width: int,
     ) -> torch.Tensor:
         shape = (batch_size, channels, height, width)
-        return _roi_pool_backward(TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), shape)
+        # torch.use_deterministic_algorithms(True) selects the CUDA kernel
+        # without atomics.
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        return _roi_pool_backward(
+            TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), shape, deterministic
+        )
 
     @_roi_pool_backward_op.register_fake
     def _(grad_out, rois, argmax, batch_size, channels, height, width):
