@@ -377,6 +377,11 @@ class TestTorch:
         rois = torch.from_numpy(random_rois(rng, 6, 2, 18, 22))
         assert torch.autograd.gradcheck(lambda t: roi_pool(t, rois, (3, 2), 0.5), (x,))
 
+    def test_gradgradcheck_float64(self, rng):
+        x = torch.from_numpy(rng.permutation(2 * 2 * 8 * 9).reshape(2, 2, 8, 9) * 0.1).requires_grad_()
+        rois = torch.from_numpy(random_rois(rng, 5, 2, 8, 9))
+        assert torch.autograd.gradgradcheck(lambda t: roi_pool(t, rois, (2, 3)), (x,))
+
     def test_torch_compile_fullgraph_forward_and_backward(self, rng):
         x = torch.from_numpy(rng.standard_normal((2, 3, 10, 11)).astype(np.float32))
         boxes = [torch.from_numpy(random_boxes(rng, n, size=10, dtype=np.float32)) for n in (3, 2)]
@@ -396,6 +401,9 @@ class TestTorch:
         x = torch.from_numpy(rng.standard_normal((2, 3, 8, 9)))
         rois = torch.from_numpy(random_rois(rng, 5, 2, 8, 9))
         torch.library.opcheck(torch.ops.detcore.roi_pool, (x, rois, 1.0, 2, 3))
+        out, argmax = torch.ops.detcore.roi_pool(x, rois, 1.0, 2, 3)
+        grad_out = torch.from_numpy(rng.standard_normal(out.shape)).requires_grad_()
+        torch.library.opcheck(torch.ops.detcore.roi_pool_backward, (grad_out, rois, argmax, 2, 3, 8, 9))
 
     def test_non_contiguous_tensor(self, rng):
         x = torch.from_numpy(rng.standard_normal((2, 3, 9, 8))).transpose(2, 3)

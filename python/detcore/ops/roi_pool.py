@@ -173,6 +173,26 @@ if torch is not None:
 
     _roi_pool_op.register_autograd(_backward, setup_context=_setup_context)
 
+    def _setup_backward_context(ctx, inputs, output):
+        _, rois, argmax, _, _, _, _ = inputs
+        ctx.save_for_backward(rois, argmax)
+
+    def _backward_backward(ctx, grad_grad_input):
+        # The backward is linear in grad_out: its gradient gathers
+        # grad_grad_input at each bin's argmax (0 for empty bins).
+        rois, argmax = ctx.saved_tensors
+        batch_size, channels, height, width = grad_grad_input.shape
+        if argmax.numel() == 0 or height * width == 0:
+            return grad_grad_input.new_zeros(argmax.shape), None, None, None, None, None, None
+        # Invalid batch indices (CUDA) only come with argmax -1: any row will do.
+        image = torch.nan_to_num(rois[:, 0]).clamp(0, batch_size - 1).long()
+        planes = grad_grad_input.reshape(batch_size, channels, height * width)[image]
+        index = argmax.long().clamp(min=0).reshape(argmax.shape[0], channels, -1)
+        gathered = planes.gather(2, index).reshape(argmax.shape)
+        return torch.where(argmax >= 0, gathered, 0), None, None, None, None, None, None
+
+    _roi_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
+
     class RoIPool(torch.nn.Module):
         """See :func:`roi_pool`."""
 
