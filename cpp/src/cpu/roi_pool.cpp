@@ -63,10 +63,10 @@ inline void prefetch_block(const void* p, int64_t count) {
 
 // Pools one RoI from one input plane. The bins of a bin row share their rows,
 // so the row pass keeps, per column, the maximum over the bin's rows and the
-// first row holding it (a loop the compiler vectorizes); each bin then picks
-// among its columns the largest value, on ties the smallest row, then the
-// smallest column: the first maximum in row-major scan order, as a plain
-// scan with `>` would find.
+// index h * W + w of its first occurrence (a loop the compiler vectorizes);
+// each bin then takes the largest of its column maxima and, among the
+// columns holding it, the smallest index: the first maximum in row-major
+// scan order, as a plain scan with `>` finds it.
 template <typename T>
 void pool_roi_plane(const T* plane, int64_t width, const RoiPoolSpan* rows, int64_t pooled_height,
                     const RoiPoolSpan* cols, int64_t pooled_width, T* out, int32_t* argmax, T* col_max,
@@ -107,8 +107,8 @@ void pool_roi_plane(const T* plane, int64_t width, const RoiPoolSpan* rows, int6
     }
     for (int64_t pw = 0; pw < pooled_width; ++pw) {
       const RoiPoolSpan c = cols[pw];
-      // The largest column maximum, and among equal ones the smallest index:
-      // the first maximum in scan order. Branch-free: new maxima are frequent.
+      // Two branch-free passes (a running maximum changes too often to
+      // predict); column maxima are never NaN.
       T best = c.empty() ? T(0) : lowest;
       for (int64_t w = c.begin; w < c.end; ++w) best = col_max[w] > best ? col_max[w] : best;
       int32_t best_index = kNone;
