@@ -278,7 +278,7 @@ def _good():
         (dict(boxes=np.array([[np.inf, 0, 0, 4, 4]], np.float32)), ValueError, "boxes"),
         (dict(output_size=0), ValueError, "output_size"),
         (dict(output_size=(2, -1)), ValueError, "output_size"),
-        (dict(output_size=(2,)), TypeError, "output_size"),
+        (dict(output_size=(2,)), ValueError, "output_size"),
         (dict(output_size=2.0), TypeError, "output_size"),
         (dict(output_size=(2, 1.5)), TypeError, "output_size"),
         (dict(spatial_scale=0.0), ValueError, "spatial_scale"),
