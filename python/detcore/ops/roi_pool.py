@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 from .. import _C
 from ._interop import (
-    DLPACK_KIND,
     NUMPY,
     TORCH,
     TORCH_KIND,
     check_boxes,
-    check_float,
-    check_int,
     check_ndim,
-    kind_of,
-    to_numpy,
     torch,
 )
-from ._rois import as_rois
+from ._rois import pooled_size, prepare_rois, spatial_scale_arg
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
-
-
-def _output_size(output_size) -> tuple[int, int]:
-    """(height, width) from an int or a pair, each >= 1."""
-    if isinstance(output_size, (list, tuple)):
-        if len(output_size) != 2:
-            raise ValueError(f"output_size: expected an int or a pair (height, width), got {output_size!r}")
-        height, width = output_size
-    else:
-        height = width = output_size
-    return check_int(height, "output_size", 1), check_int(width, "output_size", 1)
-
-
-def _spatial_scale(spatial_scale) -> float:
-    value = check_float(spatial_scale, "spatial_scale")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"spatial_scale: expected a finite number > 0, got {value}")
-    return value
 
 
 def _check_args(input, rois) -> None:
@@ -63,11 +38,18 @@ def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_
     return out, argmax
 
 
-def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape):
-    """The gradient with respect to the input, of shape `input_shape`."""
+def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape, deterministic: bool = False):
+    """The gradient with respect to the input, of shape `input_shape`. The
+    CPU result is always deterministic; on CUDA `deterministic` trades
+    atomicAdd for a fixed summation order."""
     grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
     _C.roi_pool_backward(
-        xp.native(grad_out), xp.native(rois), xp.native(argmax), xp.native(grad_input), xp.stream(grad_out)
+        xp.native(grad_out),
+        xp.native(rois),
+        xp.native(argmax),
+        xp.native(grad_input),
+        xp.stream(grad_out),
+        deterministic,
     )
     return grad_input
 
@@ -98,20 +80,16 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     RoI with a NaN corner outputs zeros; infinite and huge corners are
     clamped far outside the map. On the CPU a batch index that is not an
     integer in [0, N) raises ValueError; on CUDA that RoI outputs zeros.
+    The CPU backward is deterministic; on CUDA it uses atomicAdd unless
+    ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
-    height, width = _output_size(output_size)
-    scale = _spatial_scale(spatial_scale)
-    if isinstance(boxes, (list, tuple)):
-        kind = kind_of(input=input, **{f"boxes[{i}]": b for i, b in enumerate(boxes)})
-    else:
-        kind = kind_of(input=input, boxes=boxes)
-    rois = as_rois(boxes, "boxes")
+    height, width = pooled_size(output_size)
+    scale = spatial_scale_arg(spatial_scale)
+    kind, input, rois = prepare_rois(input, boxes)
     if kind == TORCH_KIND:
         out, _ = torch.ops.detcore.roi_pool(input, rois, scale, height, width)
         return out
-    if kind == DLPACK_KIND:
-        input = to_numpy(input, "input")
-    out, _ = _roi_pool(NUMPY, to_numpy(input, "input"), to_numpy(rois, "boxes"), scale, height, width)
+    out, _ = _roi_pool(NUMPY, input, rois, scale, height, width)
     return out
 
 
@@ -140,7 +118,12 @@ if torch is not None:
         width: int,
     ) -> torch.Tensor:
         shape = (batch_size, channels, height, width)
-        return _roi_pool_backward(TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), shape)
+        # torch.use_deterministic_algorithms(True) selects the CUDA kernel
+        # without atomics.
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        return _roi_pool_backward(
+            TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), shape, deterministic
+        )
 
     @_roi_pool_backward_op.register_fake
     def _(grad_out, rois, argmax, batch_size, channels, height, width):
@@ -158,6 +141,26 @@ if torch is not None:
         return grad_input, None, None, None, None
 
     _roi_pool_op.register_autograd(_backward, setup_context=_setup_context)
+
+    def _setup_backward_context(ctx, inputs, output):
+        _, rois, argmax, _, _, _, _ = inputs
+        ctx.save_for_backward(rois, argmax)
+
+    def _backward_backward(ctx, grad_grad_input):
+        # The backward is linear in grad_out: its gradient gathers
+        # grad_grad_input at each bin's argmax (0 for empty bins).
+        rois, argmax = ctx.saved_tensors
+        batch_size, channels, height, width = grad_grad_input.shape
+        if argmax.numel() == 0 or height * width == 0:
+            return grad_grad_input.new_zeros(argmax.shape), None, None, None, None, None, None
+        # Invalid batch indices (CUDA) only come with argmax -1: any row will do.
+        image = torch.nan_to_num(rois[:, 0]).clamp(0, batch_size - 1).long()
+        planes = grad_grad_input.reshape(batch_size, channels, height * width)[image]
+        index = argmax.long().clamp(min=0).reshape(argmax.shape[0], channels, -1)
+        gathered = planes.gather(2, index).reshape(argmax.shape)
+        return torch.where(argmax >= 0, gathered, 0), None, None, None, None, None, None
+
+    _roi_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
     class RoIPool(torch.nn.Module):
         """See :func:`roi_pool`."""
