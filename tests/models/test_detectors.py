@@ -163,3 +163,21 @@ def test_fast_rcnn_needs_proposals(rng):
         model(images)
     with pytest.raises(ValueError, match=r"proposals\[1\]"):
         model(images, proposals=[torch.zeros(3, 4), torch.zeros(3, 5)])
+
+
+@pytest.mark.parametrize("name", ["mask_rcnn_r50_fpn", "keypoint_rcnn_r50_fpn", "fast_rcnn_vgg16"])
+def test_no_detections_and_no_proposals(name, rng):
+    model = build(name).eval()
+    model.roi_heads.score_thresh = 1.0  # nothing passes
+    images, targets = batch(rng)
+    with torch.no_grad():
+        out = run(model, name, images, targets, rng, proposals=[torch.zeros(0, 4), torch.zeros(0, 4)])
+    for r, img in zip(out, images):
+        assert r["boxes"].shape == (0, 4) and r["scores"].shape == (0,) and r["labels"].shape == (0,)
+        if "masks" in r:
+            assert r["masks"].shape == (0, 1) + tuple(img.shape[-2:])
+        if "keypoints" in r:
+            assert r["keypoints"].shape == (0, NUM_KEYPOINTS, 3)
+    if needs_proposals(name):  # training with no proposals: the ground truth is still sampled
+        losses = run(model.train(), name, images, targets, rng, proposals=[torch.zeros(0, 4), torch.zeros(0, 4)])
+        sum(losses.values()).backward()

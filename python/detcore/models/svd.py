@@ -21,7 +21,10 @@ def low_rank_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     out_f, in_f = layer.weight.shape
     if not 1 <= rank <= min(out_f, in_f):
         raise ValueError(f"rank: expected 1..{min(out_f, in_f)} for a {in_f} -> {out_f} layer, got {rank}")
-    w = layer.weight.detach().to(torch.float64)
+    # float32 is accurate enough for a compression and keeps VGG16's
+    # 4096 x 25088 fc6 affordable; float64 layers stay float64
+    w = layer.weight.detach()
+    w = w if w.dtype == torch.float64 else w.float()
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     first = nn.Linear(in_f, rank, bias=False)
     second = nn.Linear(rank, out_f, bias=layer.bias is not None)
