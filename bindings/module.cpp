@@ -31,4 +31,5 @@ PYBIND11_MODULE(_C, m) {
   bind_anchors(m);
   bind_box_coding(m);
   bind_focal_loss(m);
+  bind_paste_masks(m);
 }

@@ -7,10 +7,11 @@ namespace detcore::bindings {
 void bind_nms(py::module_& m) {
   m.def(
       "nms_workspace_size",
-      [](int64_t num_boxes, bool cuda) {
-        return detcore::nms_workspace_size(num_boxes, Device{cuda ? DeviceKind::CUDA : DeviceKind::CPU, 0});
+      [](int64_t num_boxes, bool cuda, int device_index) {
+        return detcore::nms_workspace_size(num_boxes,
+                                           Device{cuda ? DeviceKind::CUDA : DeviceKind::CPU, cuda ? device_index : 0});
       },
-      py::arg("num_boxes"), py::arg("cuda") = false,
+      py::arg("num_boxes"), py::arg("cuda") = false, py::arg("device_index") = 0,
       "Bytes of workspace nms and batched_nms need for num_boxes boxes.");
   m.def(
       "nms",

@@ -17,13 +17,15 @@ void bind_roi_pool(py::module_& m) {
       py::arg("stream") = 0);
   m.def(
       "roi_pool_backward",
-      [](py::handle grad_out, py::handle boxes, py::handle argmax, py::handle grad_input, std::uintptr_t stream) {
+      [](py::handle grad_out, py::handle boxes, py::handle argmax, py::handle grad_input, std::uintptr_t stream,
+         bool deterministic) {
         TensorArg g(grad_out, "grad_out"), rois(boxes, "boxes"), am(argmax, "argmax"),
             gi(grad_input, "grad_input", true);
         py::gil_scoped_release no_gil;
-        detcore::roi_pool_backward(g, rois, am, gi, reinterpret_cast<Stream>(stream));
+        detcore::roi_pool_backward(g, rois, am, gi, reinterpret_cast<Stream>(stream), deterministic);
       },
-      py::arg("grad_out"), py::arg("boxes"), py::arg("argmax"), py::arg("grad_input"), py::arg("stream") = 0);
+      py::arg("grad_out"), py::arg("boxes"), py::arg("argmax"), py::arg("grad_input"), py::arg("stream") = 0,
+      py::arg("deterministic") = false);
 }
 
 }  // namespace detcore::bindings

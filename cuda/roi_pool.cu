@@ -66,6 +66,64 @@ __global__ void roi_pool_backward_kernel(const T* __restrict__ grad_out, const T
   }
 }
 
+
+// The deterministic backward: one warp owns one (image, channel) plane of
+// grad_input. It zeroes the plane, then walks every (RoI, bin) gradient in
+// order, 32 at a time; lanes that target the same cell in a step are summed
+// in lane order by the lowest of them. With no atomics the result is the same
+// bit for bit on every run. Its parallelism is N * C warps.
+constexpr int kWarp = 32;
+
+template <typename T>
+__global__ void roi_pool_backward_deterministic_kernel(const T* __restrict__ grad_out, const T* __restrict__ boxes,
+                                                       const int32_t* __restrict__ argmax, int64_t batch,
+                                                       int64_t channels, int64_t plane_size, int64_t bins,
+                                                       int64_t num_rois, T* __restrict__ grad_input) {
+  using A = acc_t<T>;
+  const unsigned all = 0xffffffffu;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t warps_per_block = blockDim.x / kWarp;
+  const int64_t planes = batch * channels;
+  const int64_t entries = num_rois * bins;
+  for (int64_t plane_index = blockIdx.x * warps_per_block + threadIdx.x / kWarp; plane_index < planes;
+       plane_index += int64_t{gridDim.x} * warps_per_block) {
+    const int64_t n = plane_index / channels, c = plane_index % channels;
+    T* plane = grad_input + plane_index * plane_size;
+    for (int64_t i = lane; i < plane_size; i += kWarp) plane[i] = static_cast<T>(A(0));
+    __syncwarp();
+    for (int64_t first = 0; first < entries; first += kWarp) {
+      const int64_t e = first + lane;
+      long long cell = -1;
+      A grad = A(0);
+      if (e < entries) {
+        const int64_t k = e / bins;
+        if (math::roi_batch_index(static_cast<A>(boxes[5 * k]), batch) == n) {
+          const int64_t offset = (k * channels + c) * bins + e % bins;
+          const int64_t index = argmax[offset];
+          if (index >= 0 && index < plane_size) {
+            cell = index;
+            grad = static_cast<A>(grad_out[offset]);
+          }
+        }
+      }
+      const unsigned same_cell = __match_any_sync(all, cell);
+      if (__any_sync(all, cell >= 0 && __popc(same_cell) > 1)) {
+        // Shared cells in this step: each group's lowest lane sums its lanes.
+        A sum = A(0);
+        for (int src = 0; src < kWarp; ++src) {
+          const A value = __shfl_sync(all, grad, src);
+          if (same_cell & (1u << src)) sum += value;
+        }
+        grad = sum;
+      }
+      if (cell >= 0 && lane == __ffs(same_cell) - 1) {
+        plane[cell] = static_cast<T>(static_cast<A>(plane[cell]) + grad);
+      }
+      __syncwarp();  // this step's writes are seen by the next step's lanes
+    }
+  }
+}
+
 }  // namespace
 
 void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spatial_scale, const TensorRef& out,
@@ -82,8 +140,21 @@ void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spa
 }
 
 void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
-                       const TensorRef& grad_input, Stream stream) {
+                       const TensorRef& grad_input, Stream stream, bool deterministic) {
   DeviceGuard guard(grad_input);
+  if (deterministic) {
+    const int64_t warps_per_block = kThreadsPerBlock / kWarp;
+    const int64_t planes = grad_input.size(0) * grad_input.size(1);
+    DETCORE_DISPATCH_CUDA_FLOATING(grad_out.dtype, "roi_pool_backward", [&] {
+      roi_pool_backward_deterministic_kernel<scalar_t>
+          <<<blocks_for(planes, static_cast<int>(warps_per_block)), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
+              grad_out.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), argmax.ptr<const int32_t>(),
+              grad_input.size(0), grad_input.size(1), grad_input.size(2) * grad_input.size(3),
+              grad_out.size(2) * grad_out.size(3), grad_out.size(0), grad_input.ptr<scalar_t>());
+    });
+    check_launch("roi_pool_backward");
+    return;
+  }
   check_cuda(cudaMemsetAsync(grad_input.data, 0, grad_input.numel() * dtype_size(grad_input.dtype),
                              as_cuda_stream(stream)),
              "roi_pool_backward");

@@ -60,7 +60,7 @@ int64_t nms_workspace_size(int64_t num_boxes, Device device) {
   on_device.device = device;
   int64_t size = 0;
   DETCORE_DEVICE_DISPATCH(on_device, "nms_workspace_size",
-                          size = cpu::nms_workspace_size(num_boxes), size = cuda::nms_workspace_size(num_boxes));
+                          size = cpu::nms_workspace_size(num_boxes), size = cuda::nms_workspace_size(num_boxes, device));
   return size;
 }
 

@@ -83,7 +83,7 @@ void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spa
 }
 
 void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
-                       const TensorRef& grad_input, Stream stream) {
+                       const TensorRef& grad_input, Stream stream, bool deterministic) {
   check_pooled(grad_out, "grad_out", boxes, argmax);
   check::shape(grad_out, "grad_out", {boxes.size(0), grad_out.size(1), grad_out.size(2), grad_out.size(3)});
   check::ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
@@ -101,7 +101,7 @@ void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const 
   if (!boxes.is_cuda()) check_batch_indices(boxes, grad_input.size(0));
   if (grad_input.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(grad_out, "roi_pool_backward", cpu::roi_pool_backward(grad_out, boxes, argmax, grad_input),
-                          cuda::roi_pool_backward(grad_out, boxes, argmax, grad_input, stream));
+                          cuda::roi_pool_backward(grad_out, boxes, argmax, grad_input, stream, deterministic));
 }
 
 }  // namespace detcore

@@ -210,15 +210,17 @@ class TestTorch:
         with pytest.raises(TypeError, match="dtype"):
             make_anchors([(2, 2)], [4], (32,), RATIOS, dtype=torch.float16)
 
-    def test_torch_compile_fullgraph_with_feature_map_shapes(self):
-        def anchors_of(features):
+    @pytest.mark.parametrize("dynamic", [False, True])
+    def test_torch_compile_fullgraph_with_feature_map_shapes(self, dynamic):
+        def anchors_of(features, size):
             sizes = [f.shape[-2:] for f in features]
-            return torch.cat(make_anchors(sizes, [8, 16], ((32,), (64,)), RATIOS, dtype=features[0].dtype,
+            return torch.cat(make_anchors(sizes, [8, 16], ((size,), (2 * size,)), RATIOS, dtype=features[0].dtype,
                                           device=features[0].device))
 
-        features = [torch.zeros(1, 2, 6, 8), torch.zeros(1, 2, 3, 4)]
-        compiled = torch.compile(anchors_of, fullgraph=True)
-        torch.testing.assert_close(compiled(features), anchors_of(features), rtol=0, atol=0)
+        compiled = torch.compile(anchors_of, fullgraph=True, dynamic=dynamic)
+        for (h, w), size in [((6, 8), 32.0), ((5, 9), 24.0)]:
+            features = [torch.zeros(1, 2, h, w), torch.zeros(1, 2, (h + 1) // 2, (w + 1) // 2)]
+            torch.testing.assert_close(compiled(features, size), anchors_of(features, size), rtol=0, atol=0)
 
     @pytest.mark.skipif(AnchorGenerator is None, reason="needs torchvision")
     @pytest.mark.parametrize(
@@ -229,13 +231,14 @@ class TestTorch:
             (((33, 35, 17.5),), ((0.3, 1.0, 2.7),), (99, 121), [(9, 11)]),  # odd strides, half-way roundings
         ],
     )
-    def test_equal_to_torchvision_anchor_generator(self, sizes, ratios, image_hw, feature_hws):
-        image = torch.zeros(1, 3, *image_hw)
-        features = [torch.zeros(1, 1, h, w) for h, w in feature_hws]
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64] if torch is not None else [])
+    def test_equal_to_torchvision_anchor_generator(self, sizes, ratios, image_hw, feature_hws, dtype):
+        image = torch.zeros(1, 3, *image_hw, dtype=dtype)
+        features = [torch.zeros(1, 1, h, w, dtype=dtype) for h, w in feature_hws]
         expected = AnchorGenerator(sizes, ratios)(ImageList(image, [image_hw]), features)[0]
         strides = [(image_hw[0] // h, image_hw[1] // w) for h, w in feature_hws]
-        got = torch.cat(make_anchors(feature_hws, strides, sizes, ratios, device="cpu"))
-        assert torch.equal(got, expected)
+        got = torch.cat(make_anchors(feature_hws, strides, sizes, ratios, dtype=dtype))
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
 
     @pytest.mark.cuda
     def test_cuda_matches_cpu(self):
@@ -247,7 +250,11 @@ class TestTorch:
             gpu = make_anchors(feature_sizes, strides, sizes, RATIOS, dtype=dtype, device="cuda")
             for c, g in zip(cpu, gpu):
                 assert g.device.type == "cuda" and g.dtype == dtype
-                torch.testing.assert_close(g.cpu(), c.to(dtype), rtol=0, atol=0)
+                if dtype in (torch.float32, torch.float64):
+                    torch.testing.assert_close(g.cpu(), c.to(dtype), rtol=0, atol=0)
+                else:  # shift and cell coordinate are each rounded to the half type before the sum
+                    atol = 2 * torch.finfo(dtype).eps * max(c.abs().max().item(), 1.0)
+                    torch.testing.assert_close(g.cpu().double(), c, rtol=0, atol=atol)
 
     @pytest.mark.cuda
     def test_cuda_many_anchors_and_empty_levels(self):
@@ -256,3 +263,9 @@ class TestTorch:
         gpu = make_anchors([(3, 4), (0, 7)], [(16, 8), 4], sizes, ratios, device="cuda")
         for c, g in zip(cpu, gpu):
             np.testing.assert_array_equal(g.cpu().numpy(), c)
+
+
+def test_dtype_none_means_float32():
+    (out,) = make_anchors([(2, 3)], [4], (32,), RATIOS, dtype=None)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, reference_anchors(2, 3, 4, 4, (32,), RATIOS, np.float32))

@@ -17,7 +17,6 @@ try:  # only where torchvision is installed (not a detcore dependency)
 except Exception:
     BoxCoder = None
 
-EPS32 = float(np.finfo(np.float32).eps)
 RCNN_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
@@ -300,22 +299,23 @@ class TestTorch:
         out = encode_boxes(boxes, boxes.detach() + 1)
         assert not out.requires_grad
 
-    def test_torch_compile_fullgraph_forward_and_backward(self, rng):
-        boxes = torch.from_numpy(random_boxes(rng, 12, dtype=np.float32))
-        deltas = torch.from_numpy(random_deltas(rng, 12, 2, dtype=np.float32))
+    @pytest.mark.parametrize("dynamic", [False, True])
+    def test_torch_compile_fullgraph_forward_and_backward(self, rng, dynamic):
+        def loss(d, b, wx):
+            decoded = decode_boxes(d, b, (wx, wx, 5.0, 5.0))
+            target = encode_boxes(b, b.flip(0), (wx, wx, 5.0, 5.0))
+            return decoded.pow(2).sum() + target.sum()
 
-        def loss(d, b):
-            decoded = decode_boxes(d, b, RCNN_WEIGHTS)
-            target = encode_boxes(b, b.flip(0), RCNN_WEIGHTS)
-            return decoded.sum() + target.sum()
-
-        compiled = torch.compile(loss, fullgraph=True)
-        d1, d2 = deltas.clone().requires_grad_(), deltas.clone().requires_grad_()
-        expected, got = loss(d1, boxes), compiled(d2, boxes)
-        torch.testing.assert_close(got, expected)
-        expected.backward()
-        got.backward()
-        torch.testing.assert_close(d2.grad, d1.grad)
+        compiled = torch.compile(loss, fullgraph=True, dynamic=dynamic)
+        for n, wx in [(12, 10.0), (7, 2.0)]:
+            boxes = torch.from_numpy(random_boxes(rng, n, dtype=np.float32))
+            deltas = torch.from_numpy(random_deltas(rng, n, 2, dtype=np.float32))
+            d1, d2 = deltas.clone().requires_grad_(), deltas.clone().requires_grad_()
+            expected, got = loss(d1, boxes, wx), compiled(d2, boxes, wx)
+            torch.testing.assert_close(got, expected)
+            expected.backward()
+            got.backward()
+            torch.testing.assert_close(d2.grad, d1.grad)
 
     @pytest.mark.skipif(BoxCoder is None, reason="needs torchvision")
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -368,8 +368,8 @@ class TestTorch:
         for device in ("cpu", "cuda"):
             d, b = deltas.to(device).requires_grad_(), boxes.to(device).requires_grad_()
             grads.append(torch.autograd.grad(decode_boxes(d, b, RCNN_WEIGHTS), (d, b), g.to(device)))
-        for c, a in zip(*grads):
-            torch.testing.assert_close(a.cpu(), c, rtol=1e-12, atol=1e-12)
+        for c, a in zip(*grads):  # exp and FMA contraction on the device: not bit for bit
+            torch.testing.assert_close(a.cpu(), c, rtol=1e-10, atol=1e-9)
 
     @pytest.mark.cuda
     def test_cuda_empty_and_nan(self):

@@ -131,6 +131,16 @@ def test_nan_inf_and_degenerate_boxes_match_reference(rng):
         check_nms(boxes, scores, threshold)
 
 
+def test_float32_overflowing_and_nan_boxes_give_valid_indices(rng):
+    boxes = np.concatenate([edge_case_boxes(np.float32), integer_boxes(rng, 40, size=16, max_wh=16)])
+    scores = rng.random(len(boxes)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        keep = nms(boxes, scores, 0.5)
+    assert len(np.unique(keep)) == len(keep) and np.all((keep >= 0) & (keep < len(boxes)))
+    assert np.all(np.diff(scores[keep]) <= 0)
+    assert keep[0] == np.argmax(scores)  # the best box is always kept
+
+
 def test_nan_iou_never_suppresses():
     # Two empty boxes: 0 / 0 = NaN, so both stay, at every threshold.
     boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [np.nan, 0, 1, 1], [np.nan, 0, 1, 1]], np.float32)
@@ -190,6 +200,32 @@ def test_inputs_are_not_mutated(rng):
 def test_bad_input_is_refused_with_the_argument_named(boxes, scores, threshold, error, words):
     with pytest.raises(error, match=words):
         nms(boxes, scores, threshold)
+
+
+def test_native_entry_checks_keep_and_workspace(rng):
+    from detcore import _C
+
+    boxes, scores = integer_boxes(rng, 10), rng.random(10).astype(np.float32)
+    size = _C.nms_workspace_size(10)
+    keep, workspace = np.empty(10, np.int64), np.empty(size, np.uint8)
+    count = _C.nms(boxes, scores, 0.5, keep, workspace)
+    np.testing.assert_array_equal(keep[:count], reference_nms(boxes, scores, 0.5))
+    with pytest.raises(ValueError, match="workspace"):
+        _C.nms(boxes, scores, 0.5, keep, workspace[: size - 1])
+    with pytest.raises(TypeError, match="workspace"):
+        _C.nms(boxes, scores, 0.5, keep, np.empty(size // 8 + 1, np.int64))
+    with pytest.raises(ValueError, match="keep"):
+        _C.nms(boxes, scores, 0.5, keep[:9], workspace)
+    with pytest.raises(TypeError, match="keep"):
+        _C.nms(boxes, scores, 0.5, keep.astype(np.int32), workspace)
+    read_only = keep.copy()
+    read_only.setflags(write=False)
+    with pytest.raises(ValueError, match="keep"):
+        _C.nms(boxes, scores, 0.5, read_only, workspace)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        _C.nms(boxes, scores, -0.5, keep, workspace)
+    with pytest.raises(ValueError, match="num_boxes"):
+        _C.nms_workspace_size(-1)
 
 
 class _CpuDLPackArray:

@@ -6,7 +6,7 @@ import pytest
 import detcore
 from detcore import _C
 from detcore.ops import roi_pool
-from detcore.ops._interop import NUMPY
+from detcore.ops._interop import NUMPY, TORCH
 from detcore.ops.roi_pool import _roi_pool, _roi_pool_backward
 from helpers import edge_case_boxes, random_boxes
 
@@ -134,6 +134,17 @@ def test_edge_case_rois_match_reference_without_crashing(rng, dtype):
             assert np.all(out[6] == 0) and np.all(argmax[6] == -1)  # the NaN RoI
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_extreme_spatial_scale_never_crashes(rng, scale):
+    # In float32 the scale becomes 0 or inf, and 0 * inf is NaN.
+    x = rng.standard_normal((1, 2, 6, 7)).astype(np.float32)
+    rois = np.concatenate([random_rois(rng, 6, 1, 6, 7, np.float32), [[0, 0, 0, 0, 0], [0, -1, -1, 3, 3]]])
+    out, argmax = _roi_pool(NUMPY, x, rois.astype(np.float32), scale, 3, 2)
+    assert np.isin(out, np.append(x, 0)).all() and np.all((argmax >= -1) & (argmax < 6 * 7))
+    out64, _ = _roi_pool(NUMPY, x.astype(np.float64), rois.astype(np.float64), scale, 3, 2)
+    assert np.isin(out64, np.append(x, 0)).all()
+
+
 def test_point_roi_pools_one_cell(rng):
     x = rng.standard_normal((1, 2, 6, 6))
     out, argmax = _roi_pool(NUMPY, x, np.array([[0, 2.0, 3.0, 2.0, 3.0]]), 1.0, 2, 2)
@@ -192,6 +203,17 @@ def test_backward_matches_reference(rng):
     grad_out = rng.standard_normal(out.shape)
     grad = _roi_pool_backward(NUMPY, grad_out, rois, argmax, x.shape)
     np.testing.assert_allclose(grad, reference_roi_pool_backward(grad_out, rois, argmax, x.shape), rtol=1e-12, atol=1e-12)
+
+
+def test_deterministic_flag_is_accepted_on_the_cpu(rng):
+    x = rng.standard_normal((1, 2, 9, 9))
+    rois = random_rois(rng, 30, 1, 9, 9)
+    out, argmax = _roi_pool(NUMPY, x, rois, 1.0, 3, 3)
+    grad_out = rng.standard_normal(out.shape)
+    np.testing.assert_array_equal(
+        _roi_pool_backward(NUMPY, grad_out, rois, argmax, x.shape, deterministic=True),
+        _roi_pool_backward(NUMPY, grad_out, rois, argmax, x.shape),
+    )
 
 
 def test_backward_ignores_out_of_range_argmax(rng):
@@ -355,6 +377,11 @@ class TestTorch:
         rois = torch.from_numpy(random_rois(rng, 6, 2, 18, 22))
         assert torch.autograd.gradcheck(lambda t: roi_pool(t, rois, (3, 2), 0.5), (x,))
 
+    def test_gradgradcheck_float64(self, rng):
+        x = torch.from_numpy(rng.permutation(2 * 2 * 8 * 9).reshape(2, 2, 8, 9) * 0.1).requires_grad_()
+        rois = torch.from_numpy(random_rois(rng, 5, 2, 8, 9))
+        assert torch.autograd.gradgradcheck(lambda t: roi_pool(t, rois, (2, 3)), (x,))
+
     def test_torch_compile_fullgraph_forward_and_backward(self, rng):
         x = torch.from_numpy(rng.standard_normal((2, 3, 10, 11)).astype(np.float32))
         boxes = [torch.from_numpy(random_boxes(rng, n, size=10, dtype=np.float32)) for n in (3, 2)]
@@ -374,6 +401,9 @@ class TestTorch:
         x = torch.from_numpy(rng.standard_normal((2, 3, 8, 9)))
         rois = torch.from_numpy(random_rois(rng, 5, 2, 8, 9))
         torch.library.opcheck(torch.ops.detcore.roi_pool, (x, rois, 1.0, 2, 3))
+        out, argmax = torch.ops.detcore.roi_pool(x, rois, 1.0, 2, 3)
+        grad_out = torch.from_numpy(rng.standard_normal(out.shape)).requires_grad_()
+        torch.library.opcheck(torch.ops.detcore.roi_pool_backward, (grad_out, rois, argmax, 2, 3, 8, 9))
 
     def test_non_contiguous_tensor(self, rng):
         x = torch.from_numpy(rng.standard_normal((2, 3, 9, 8))).transpose(2, 3)
@@ -395,10 +425,13 @@ class TestTorch:
         rois64 = np.round(random_rois(rng, 60, 2, 40, 46) * 4) / 4
         for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
             x, rois = torch.from_numpy(x64).to(dtype), torch.from_numpy(rois64).to(dtype)
-            expected, expected_argmax = _roi_pool(NUMPY, x.double().numpy(), rois.double().numpy(), 0.5, 7, 6)
+            # CUDA computes float16/bfloat16 in float32: the CPU float32 op on
+            # the same (exactly widened) values is the reference.
+            compute = torch.float64 if dtype == torch.float64 else torch.float32
+            expected, expected_argmax = _roi_pool(NUMPY, x.to(compute).numpy(), rois.to(compute).numpy(), 0.5, 7, 6)
             out, argmax = torch.ops.detcore.roi_pool(x.cuda(), rois.cuda(), 0.5, 7, 6)
             assert out.dtype == dtype and argmax.dtype == torch.int32
-            torch.testing.assert_close(out.cpu().double(), torch.from_numpy(expected).to(dtype).double(), rtol=0, atol=0)
+            torch.testing.assert_close(out.cpu().to(compute), torch.from_numpy(expected), rtol=0, atol=0)
             np.testing.assert_array_equal(argmax.cpu().numpy(), expected_argmax)
 
     @pytest.mark.cuda
@@ -413,7 +446,34 @@ class TestTorch:
             results.append(leaf.grad.cpu())
         torch.testing.assert_close(results[1], results[0], rtol=1e-12, atol=1e-12)
         leaf = x.cuda().requires_grad_()
-        assert torch.autograd.gradcheck(lambda t: roi_pool(t, rois.cuda(), (3, 2)), (leaf,))
+        # atomicAdd may sum shared cells in any order: allow last-bit differences.
+        assert torch.autograd.gradcheck(lambda t: roi_pool(t, rois.cuda(), (3, 2)), (leaf,), nondet_tol=1e-12)
+
+    @pytest.mark.cuda
+    def test_cuda_deterministic_backward(self, rng):
+        x = torch.from_numpy(rng.standard_normal((2, 8, 20, 20)).astype(np.float32))
+        rois = torch.from_numpy(random_rois(rng, 500, 2, 20, 20, np.float32))  # heavy overlap
+        out, argmax = _roi_pool(NUMPY, x.numpy(), rois.numpy(), 1.0, 7, 7)
+        grad_out = rng.standard_normal(out.shape).astype(np.float32)
+        expected = reference_roi_pool_backward(grad_out, rois.numpy(), argmax, x.shape)
+        args = [torch.from_numpy(a).cuda() for a in (grad_out, rois.numpy(), argmax)]
+        for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            typed = [args[0].to(dtype), args[1].to(dtype), args[2]]
+            runs = [_roi_pool_backward(TORCH, *typed, x.shape, deterministic=True) for _ in range(3)]
+            for r in runs[1:]:
+                assert torch.equal(r, runs[0])
+            atomic = _roi_pool_backward(TORCH, *typed, x.shape, deterministic=False)
+            # ~100 gradients meet in a cell; half types round at every addition.
+            tol = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 0.25, torch.bfloat16: 1.0}[dtype]
+            for got in (runs[0], atomic):
+                torch.testing.assert_close(got.cpu().double(), torch.from_numpy(expected), rtol=0, atol=tol)
+        torch.use_deterministic_algorithms(True)
+        try:
+            leaf = x.cuda().requires_grad_()
+            roi_pool(leaf, rois.cuda(), 7).backward(args[0])
+            torch.testing.assert_close(leaf.grad.cpu().double(), torch.from_numpy(expected), rtol=0, atol=1e-4)
+        finally:
+            torch.use_deterministic_algorithms(False)
 
     @pytest.mark.cuda
     def test_cuda_edge_rois_and_invalid_batch_index(self, rng):

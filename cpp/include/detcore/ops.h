@@ -11,3 +11,4 @@
 #include "detcore/ops/anchors.h"
 #include "detcore/ops/box_coding.h"
 #include "detcore/ops/focal_loss.h"
+#include "detcore/ops/paste_masks.h"

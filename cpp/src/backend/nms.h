@@ -13,7 +13,8 @@ int64_t nms(const TensorRef& boxes, const TensorRef& scores, const TensorRef* id
 }  // namespace detcore::cpu
 
 namespace detcore::cuda {
-int64_t nms_workspace_size(int64_t num_boxes);
+// Throws ValueError beyond the largest N the kernels' grid covers.
+int64_t nms_workspace_size(int64_t num_boxes, Device device);
 int64_t nms(const TensorRef& boxes, const TensorRef& scores, const TensorRef* idxs, double iou_threshold,
             const TensorRef& keep, const TensorRef& workspace, Stream stream);
 }  // namespace detcore::cuda

@@ -34,11 +34,19 @@ struct Outputs {
   T grad_scale;
 };
 
+// The wheel targets baseline x86-64 (SSE2); the hot loop is also compiled for
+// AVX2+FMA and AVX-512 and the best one the CPU has is picked at load time.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define DETCORE_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DETCORE_SIMD_CLONES
+#endif
+
 // Loss (and gradient) of the n elements x[0, n) against float targets t;
 // writes them at out.loss / out.grad offset by `offset` and returns their sum
 // when kReduce.
 template <typename T, GammaKind G, bool kGrad, bool kReduce>
-double focal_span(const T* x, const T* t, int64_t offset, int64_t n, const math::FocalParams<T>& params,
+DETCORE_SIMD_CLONES double focal_span(const T* x, const T* t, int64_t offset, int64_t n, const math::FocalParams<T>& params,
                   const Outputs<T>& out) {
   T* loss = kReduce ? nullptr : out.loss + offset;
   T* grad = kGrad ? out.grad + offset : nullptr;

@@ -2,13 +2,17 @@
 //
 // The bilinear taps of every (RoI, bin) are computed once, per axis, into a
 // sampling plan and reused for all channels (detcore/math/roi_align.h has the
-// math). Threads then split the work by channel:
-//   * forward: items are (channel, block of RoIs); each writes its own
-//     outputs, and consecutive items read the same feature plane, which stays
-//     in cache while many RoIs sample it;
-//   * backward: items are (image, channel) planes of grad_input; one thread
-//     owns a plane and adds the RoIs of that image in index order, so there
-//     are no races and the result does not depend on the thread count.
+// math). Each pass over a bin's taps serves four channels at once. Threads
+// split the work by channel:
+//   * forward: items are (group of channels, block of RoIs); each writes its
+//     own outputs, and consecutive items read the same feature planes, which
+//     stay in cache while many RoIs sample them;
+//   * backward: items are (image, group of channels) planes of grad_input; one
+//     thread owns those planes and adds the RoIs of that image in index order,
+//     so there are no races and the result does not depend on the thread
+//     count.
+// A huge RoI costs work in proportion to its samples on the map (see
+// math::sample_range), not to its sampling grid.
 #include <algorithm>
 #include <vector>
 
@@ -126,24 +130,35 @@ ImageGroups group_by_image(const std::vector<int64_t>& batch, int64_t batch_size
   return groups;
 }
 
-// The average of bin (bin_y, bin_x) of RoI k over one feature plane.
-template <typename T>
-T pool_bin(const T* plane, const Plan<T>& plan, int64_t k, int64_t ph, int64_t pw, int64_t bin_y, int64_t bin_x) {
-  const Tap<T>* x_first = plan.x.taps.data() + plan.x.first(k, pw, bin_x);
-  const Tap<T>* x_last = plan.x.taps.data() + plan.x.last(k, pw, bin_x);
-  T sum = T(0);
-  for (int64_t ty = plan.y.first(k, ph, bin_y), y_end = plan.y.last(k, ph, bin_y); ty < y_end; ++ty) {
-    const Tap<T>& y = plan.y.taps[ty];
-    const T* row_lo = plane + y.lo;
-    const T* row_hi = plane + y.hi;
-    T sum_lo = T(0), sum_hi = T(0);
-    for (const Tap<T>* x = x_first; x < x_last; ++x) {
-      sum_lo += x->w_lo * row_lo[x->lo] + x->w_hi * row_lo[x->hi];
-      sum_hi += x->w_lo * row_hi[x->lo] + x->w_hi * row_hi[x->hi];
+// Pools RoI k over `Channels` consecutive feature planes (plane_size apart)
+// into `Channels` outputs (out_stride apart): every bin's taps are loaded once
+// for all of them.
+template <int Channels, typename T>
+void pool_roi(const T* planes, int64_t plane_size, const Plan<T>& plan, int64_t k, int64_t ph, int64_t pw, T* out,
+              int64_t out_stride) {
+  const T count = plan.count[k];
+  for (int64_t by = 0; by < ph; ++by) {
+    const Tap<T>* y_first = plan.y.taps.data() + plan.y.first(k, ph, by);
+    const Tap<T>* y_last = plan.y.taps.data() + plan.y.last(k, ph, by);
+    for (int64_t bx = 0; bx < pw; ++bx) {
+      const Tap<T>* x_first = plan.x.taps.data() + plan.x.first(k, pw, bx);
+      const Tap<T>* x_last = plan.x.taps.data() + plan.x.last(k, pw, bx);
+      T sum[Channels] = {};
+      for (const Tap<T>* y = y_first; y < y_last; ++y) {
+        T sum_lo[Channels] = {}, sum_hi[Channels] = {};
+        for (const Tap<T>* x = x_first; x < x_last; ++x) {
+          for (int c = 0; c < Channels; ++c) {
+            const T* row_lo = planes + c * plane_size + y->lo;
+            const T* row_hi = planes + c * plane_size + y->hi;
+            sum_lo[c] += x->w_lo * row_lo[x->lo] + x->w_hi * row_lo[x->hi];
+            sum_hi[c] += x->w_lo * row_hi[x->lo] + x->w_hi * row_hi[x->hi];
+          }
+        }
+        for (int c = 0; c < Channels; ++c) sum[c] += y->w_lo * sum_lo[c] + y->w_hi * sum_hi[c];
+      }
+      for (int c = 0; c < Channels; ++c) out[c * out_stride + by * pw + bx] = sum[c] / count;
     }
-    sum += y.w_lo * sum_lo + y.w_hi * sum_hi;
   }
-  return sum / plan.count[k];
 }
 
 template <typename T>
@@ -152,43 +167,61 @@ void forward_kernel(const T* input, const T* boxes, T* out, int64_t num_rois, in
   const int64_t ph = p.pooled_height, pw = p.pooled_width, plane_size = height * width;
   const Plan<T> plan = make_plan(boxes, num_rois, height, width, p);
   const ImageGroups groups = group_by_image(plan.batch, batch_size);
-  // Items (channel, block of RoIs in image order): neighbouring items share a
-  // channel and mostly an image, so its plane stays in cache.
+  // Items (group of channels, block of RoIs in image order): neighbouring
+  // items share channels and mostly an image, so the planes stay in cache.
+  constexpr int kChannelsPerItem = 4;
   constexpr int64_t kRoIsPerBlock = 32;
+  const int64_t channel_groups = (channels + kChannelsPerItem - 1) / kChannelsPerItem;
   const int64_t blocks = (num_rois + kRoIsPerBlock - 1) / kRoIsPerBlock;
-  parallel_for(channels * blocks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(channel_groups * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t c = item / blocks;
-      const int64_t block = item - c * blocks;
+      const int64_t group = item / blocks;
+      const int64_t block = item - group * blocks;
+      const int64_t c0 = group * kChannelsPerItem;
       const int64_t stop = std::min(num_rois, (block + 1) * kRoIsPerBlock);
       for (int64_t j = block * kRoIsPerBlock; j < stop; ++j) {
         const int64_t k = groups.order[j];
-        const T* plane = input + (plan.batch[k] * channels + c) * plane_size;
-        T* o = out + (k * channels + c) * ph * pw;
-        for (int64_t by = 0; by < ph; ++by) {
-          for (int64_t bx = 0; bx < pw; ++bx) o[by * pw + bx] = pool_bin(plane, plan, k, ph, pw, by, bx);
+        const T* planes = input + (plan.batch[k] * channels + c0) * plane_size;
+        T* o = out + (k * channels + c0) * ph * pw;
+        if (c0 + kChannelsPerItem <= channels) {
+          pool_roi<kChannelsPerItem>(planes, plane_size, plan, k, ph, pw, o, ph * pw);
+        } else {
+          for (int64_t c = 0; c < channels - c0; ++c) {
+            pool_roi<1>(planes + c * plane_size, plane_size, plan, k, ph, pw, o + c * ph * pw, ph * pw);
+          }
         }
       }
     }
   });
 }
 
-// Adds the gradient of bin (bin_y, bin_x) of RoI k to one grad_input plane.
-template <typename T>
-void scatter_bin(T* plane, T grad, const Plan<T>& plan, int64_t k, int64_t ph, int64_t pw, int64_t bin_y,
-                 int64_t bin_x) {
-  const Tap<T>* x_first = plan.x.taps.data() + plan.x.first(k, pw, bin_x);
-  const Tap<T>* x_last = plan.x.taps.data() + plan.x.last(k, pw, bin_x);
-  for (int64_t ty = plan.y.first(k, ph, bin_y), y_end = plan.y.last(k, ph, bin_y); ty < y_end; ++ty) {
-    const Tap<T>& y = plan.y.taps[ty];
-    T* row_lo = plane + y.lo;
-    T* row_hi = plane + y.hi;
-    const T g_lo = grad * y.w_lo, g_hi = grad * y.w_hi;
-    for (const Tap<T>* x = x_first; x < x_last; ++x) {
-      row_lo[x->lo] += g_lo * x->w_lo;
-      row_lo[x->hi] += g_lo * x->w_hi;
-      row_hi[x->lo] += g_hi * x->w_lo;
-      row_hi[x->hi] += g_hi * x->w_hi;
+// Adds the gradient of RoI k (`Channels` grad_output planes, grad_stride
+// apart) to `Channels` grad_input planes (plane_size apart).
+template <int Channels, typename T>
+void scatter_roi(T* planes, int64_t plane_size, const Plan<T>& plan, int64_t k, int64_t ph, int64_t pw,
+                 const T* grad, int64_t grad_stride) {
+  const T count = plan.count[k];
+  for (int64_t by = 0; by < ph; ++by) {
+    const Tap<T>* y_first = plan.y.taps.data() + plan.y.first(k, ph, by);
+    const Tap<T>* y_last = plan.y.taps.data() + plan.y.last(k, ph, by);
+    for (int64_t bx = 0; bx < pw; ++bx) {
+      const Tap<T>* x_first = plan.x.taps.data() + plan.x.first(k, pw, bx);
+      const Tap<T>* x_last = plan.x.taps.data() + plan.x.last(k, pw, bx);
+      T g[Channels];
+      for (int c = 0; c < Channels; ++c) g[c] = grad[c * grad_stride + by * pw + bx] / count;
+      for (const Tap<T>* y = y_first; y < y_last; ++y) {
+        for (int c = 0; c < Channels; ++c) {
+          T* row_lo = planes + c * plane_size + y->lo;
+          T* row_hi = planes + c * plane_size + y->hi;
+          const T g_lo = g[c] * y->w_lo, g_hi = g[c] * y->w_hi;
+          for (const Tap<T>* x = x_first; x < x_last; ++x) {
+            row_lo[x->lo] += g_lo * x->w_lo;
+            row_lo[x->hi] += g_lo * x->w_hi;
+            row_hi[x->lo] += g_hi * x->w_lo;
+            row_hi[x->hi] += g_hi * x->w_hi;
+          }
+        }
+      }
     }
   }
 }
@@ -199,18 +232,24 @@ void backward_kernel(const T* grad_output, const T* boxes, T* grad_input, int64_
   const int64_t ph = p.pooled_height, pw = p.pooled_width, plane_size = height * width;
   const Plan<T> plan = make_plan(boxes, num_rois, height, width, p);
   const ImageGroups groups = group_by_image(plan.batch, batch_size);
-  parallel_for(batch_size * channels, 1, [&](int64_t begin, int64_t end) {
+  // Items (image, group of channels): a thread owns those grad_input planes.
+  constexpr int kChannelsPerItem = 4;
+  const int64_t channel_groups = (channels + kChannelsPerItem - 1) / kChannelsPerItem;
+  parallel_for(batch_size * channel_groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / channels;
-      const int64_t c = item - n * channels;
-      T* plane = grad_input + item * plane_size;
-      std::fill(plane, plane + plane_size, T(0));
+      const int64_t n = item / channel_groups;
+      const int64_t c0 = (item - n * channel_groups) * kChannelsPerItem;
+      const int64_t num_channels = std::min<int64_t>(kChannelsPerItem, channels - c0);
+      T* planes = grad_input + (n * channels + c0) * plane_size;
+      std::fill(planes, planes + num_channels * plane_size, T(0));
       for (int64_t j = groups.first[n]; j < groups.first[n + 1]; ++j) {
         const int64_t k = groups.order[j];
-        const T* g = grad_output + (k * channels + c) * ph * pw;
-        for (int64_t by = 0; by < ph; ++by) {
-          for (int64_t bx = 0; bx < pw; ++bx) {
-            scatter_bin(plane, g[by * pw + bx] / plan.count[k], plan, k, ph, pw, by, bx);
+        const T* g = grad_output + (k * channels + c0) * ph * pw;
+        if (num_channels == kChannelsPerItem) {
+          scatter_roi<kChannelsPerItem>(planes, plane_size, plan, k, ph, pw, g, ph * pw);
+        } else {
+          for (int64_t c = 0; c < num_channels; ++c) {
+            scatter_roi<1>(planes + c * plane_size, plane_size, plan, k, ph, pw, g + c * ph * pw, ph * pw);
           }
         }
       }

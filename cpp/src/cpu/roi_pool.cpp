@@ -19,7 +19,9 @@ namespace {
 
 using math::RoiPoolSpan;
 
-constexpr int32_t kNoRow = std::numeric_limits<int32_t>::max();
+// No value in the column or bin has beaten the initial maximum yet (the
+// entry point ensures H * W <= INT32_MAX, so real indices are smaller).
+constexpr int32_t kNone = std::numeric_limits<int32_t>::max();
 
 // RoI indices grouped by batch index, each group in increasing RoI order:
 // image n's RoIs are order[first[n] .. first[n + 1]).
@@ -44,16 +46,31 @@ RoisByImage group_by_image(const T* boxes, int64_t num_rois, int64_t batch_size)
   return groups;
 }
 
+// Each RoI's pooled block (one channel) is small and far from the previous
+// RoI's: fetching a few RoIs ahead keeps the loops from waiting on memory.
+constexpr int64_t kPrefetchAhead = 8;
+constexpr int64_t kValuesPerLine = 16;  // 4-byte values per 64-byte cache line
+
+template <int kWrite>
+inline void prefetch_block(const void* p, int64_t count) {
+#if defined(__GNUC__)
+  for (int64_t i = 0; i < count; i += kValuesPerLine) __builtin_prefetch(static_cast<const int32_t*>(p) + i, kWrite);
+#else
+  (void)p;
+  (void)count;
+#endif
+}
+
 // Pools one RoI from one input plane. The bins of a bin row share their rows,
 // so the row pass keeps, per column, the maximum over the bin's rows and the
-// first row holding it (a loop the compiler vectorizes); each bin then picks
-// among its columns the largest value, on ties the smallest row, then the
-// smallest column: the first maximum in row-major scan order, as a plain
-// scan with `>` would find.
+// index h * W + w of its first occurrence (a loop the compiler vectorizes);
+// each bin then takes the largest of its column maxima and, among the
+// columns holding it, the smallest index: the first maximum in row-major
+// scan order, as a plain scan with `>` finds it.
 template <typename T>
 void pool_roi_plane(const T* plane, int64_t width, const RoiPoolSpan* rows, int64_t pooled_height,
                     const RoiPoolSpan* cols, int64_t pooled_width, T* out, int32_t* argmax, T* col_max,
-                    int32_t* col_row) {
+                    int32_t* col_index) {
   const T lowest = math::roi_pool_lowest<T>();
   // Column spans are monotone in the bin index: their union is one range.
   const int64_t w_begin = cols[0].begin;
@@ -71,38 +88,36 @@ void pool_roi_plane(const T* plane, int64_t width, const RoiPoolSpan* rows, int6
     }
     const int64_t span = w_end - w_begin;
     T* __restrict cmax = col_max + w_begin;
-    int32_t* __restrict crow = col_row + w_begin;
+    int32_t* __restrict cidx = col_index + w_begin;
     for (int64_t w = 0; w < span; ++w) {
       cmax[w] = lowest;
-      crow[w] = kNoRow;
+      cidx[w] = kNone;
     }
     for (int64_t h = r.begin; h < r.end; ++h) {
       const T* __restrict line = plane + h * width + w_begin;
-      const int32_t row = static_cast<int32_t>(h);
+      const int32_t line_index = static_cast<int32_t>(h * width + w_begin);
       for (int64_t w = 0; w < span; ++w) {
         const T v = line[w], m = cmax[w];
         // An all-ones mask where v is greater (never for NaN); written as
         // bit operations because GCC does not vectorize the plain `?:` form.
         const int32_t greater = -static_cast<int32_t>(v > m);
         cmax[w] = greater ? v : m;
-        crow[w] = (row & greater) | (crow[w] & ~greater);
+        cidx[w] = ((line_index + static_cast<int32_t>(w)) & greater) | (cidx[w] & ~greater);
       }
     }
     for (int64_t pw = 0; pw < pooled_width; ++pw) {
       const RoiPoolSpan c = cols[pw];
+      // Two branch-free passes (a running maximum changes too often to
+      // predict); column maxima are never NaN.
       T best = c.empty() ? T(0) : lowest;
-      int32_t best_row = kNoRow;
-      int64_t best_col = 0;
+      for (int64_t w = c.begin; w < c.end; ++w) best = col_max[w] > best ? col_max[w] : best;
+      int32_t best_index = kNone;
       for (int64_t w = c.begin; w < c.end; ++w) {
-        const T v = col_max[w];
-        if (v > best || (v == best && col_row[w] < best_row)) {
-          best = v;
-          best_row = col_row[w];
-          best_col = w;
-        }
+        const int32_t index = col_max[w] == best ? col_index[w] : kNone;
+        best_index = index < best_index ? index : best_index;
       }
       out_row[pw] = best;
-      argmax_row[pw] = best_row == kNoRow ? -1 : static_cast<int32_t>(best_row * width + best_col);
+      argmax_row[pw] = best_index == kNone ? -1 : best_index;
     }
   }
 }
@@ -131,15 +146,21 @@ void forward_kernel(const TensorRef& input, const TensorRef& boxes_ref, double s
   const int64_t bins = pooled_height * pooled_width;
   parallel_for(batch * channels, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> col_max(width);
-    std::vector<int32_t> col_row(width);
+    std::vector<int32_t> col_index(width);
     for (int64_t plane_index = begin; plane_index < end; ++plane_index) {
       const int64_t n = plane_index / channels, c = plane_index % channels;
       const T* plane = in + plane_index * height * width;
-      for (int64_t g = groups.first[n]; g < groups.first[n + 1]; ++g) {
+      const int64_t group_end = groups.first[n + 1];
+      for (int64_t g = groups.first[n]; g < group_end; ++g) {
         const int64_t k = groups.order[g];
         const int64_t offset = (k * channels + c) * bins;
+        if (g + kPrefetchAhead < group_end) {
+          const int64_t ahead = (groups.order[g + kPrefetchAhead] * channels + c) * bins;
+          prefetch_block<1>(out_data + ahead, bins * sizeof(T) / sizeof(int32_t));
+          prefetch_block<1>(argmax_data + ahead, bins);
+        }
         pool_roi_plane(plane, width, &rows[k * pooled_height], pooled_height, &cols[k * pooled_width], pooled_width,
-                       out_data + offset, argmax_data + offset, col_max.data(), col_row.data());
+                       out_data + offset, argmax_data + offset, col_max.data(), col_index.data());
       }
     }
   });
@@ -160,8 +181,14 @@ void backward_kernel(const TensorRef& grad_out, const TensorRef& boxes, const Te
       const int64_t n = plane_index / channels, c = plane_index % channels;
       T* plane = grad_in + plane_index * plane_size;
       for (int64_t i = 0; i < plane_size; ++i) plane[i] = T(0);
-      for (int64_t g = groups.first[n]; g < groups.first[n + 1]; ++g) {
+      const int64_t group_end = groups.first[n + 1];
+      for (int64_t g = groups.first[n]; g < group_end; ++g) {
         const int64_t offset = (groups.order[g] * channels + c) * bins;
+        if (g + kPrefetchAhead < group_end) {
+          const int64_t ahead = (groups.order[g + kPrefetchAhead] * channels + c) * bins;
+          prefetch_block<0>(index + ahead, bins);
+          prefetch_block<0>(grad + ahead, bins * sizeof(T) / sizeof(int32_t));
+        }
         for (int64_t b = 0; b < bins; ++b) {
           const int64_t cell = index[offset + b];
           if (cell >= 0 && cell < plane_size) plane[cell] += grad[offset + b];

@@ -130,6 +130,7 @@ class NumpyArrays:
     int64 = np.int64
     int32 = np.int32
     uint8 = np.uint8
+    bool_ = np.bool_
 
     @staticmethod
     def empty(shape, dtype, like=None):
@@ -154,6 +155,7 @@ class TorchArrays:
     int64 = torch.int64 if torch is not None else None
     int32 = torch.int32 if torch is not None else None
     uint8 = torch.uint8 if torch is not None else None
+    bool_ = torch.bool if torch is not None else None
 
     @staticmethod
     def empty(shape, dtype, like):

@@ -36,10 +36,9 @@ def _positive_numbers(values, name: str) -> list[float]:
     for i, v in enumerate(values):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
             raise TypeError(f"{name}[{i}]: expected a number, got {type(v).__name__}")
-        v = float(v)
-        if not (v > 0 and math.isfinite(v)):
+        if not 0 < v < math.inf:  # comparisons only (also refuse NaN): traceable by torch.compile
             raise ValueError(f"{name}[{i}]: expected a positive finite number, got {v}")
-        out.append(v)
+        out.append(float(v))
     if not out:
         raise ValueError(f"{name}: expected at least one number, got an empty sequence")
     return out
@@ -91,6 +90,8 @@ def _strides(strides, num_levels: int) -> list[tuple[int, int]]:
 def _output_format(dtype, device):
     """(use_torch, dtype, device): torch when `dtype` is a torch dtype or a
     device is named; float32/float64 on the CPU, also float16/bfloat16 on CUDA."""
+    if dtype is None:  # np.dtype(None) would be float64
+        dtype = np.float32
     use_torch = device is not None or (torch is not None and isinstance(dtype, torch.dtype))
     if not use_torch:
         try:
@@ -168,7 +169,7 @@ def make_anchors(feature_sizes, strides, sizes, aspect_ratios, dtype=np.float32,
         aspect_ratios: one tuple of positive ratios (height / width) per
             level, or a single tuple used for every level, e.g. ``(0.5, 1, 2)``.
         dtype: numpy or torch floating dtype of the result (float32 by
-            default; float16 and bfloat16 for CUDA tensors only).
+            default or for None; float16 and bfloat16 for CUDA tensors only).
         device: ``None`` for numpy arrays (unless `dtype` is a torch dtype);
             a torch device (or its name) for torch tensors on that device.
 

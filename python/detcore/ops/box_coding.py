@@ -25,7 +25,7 @@ def _check_weights(weights) -> list[float]:
     for w in weights:
         if isinstance(w, (bool, np.bool_)) or not isinstance(w, numbers.Real):
             raise TypeError(f"weights: expected 4 numbers (wx, wy, ww, wh), got {weights!r}")
-        if not (float(w) > 0 and math.isfinite(w)):
+        if not 0 < w < math.inf:  # comparisons only (also refuse NaN): traceable by torch.compile
             raise ValueError(f"weights: expected 4 positive finite numbers, got {tuple(weights)!r}")
         out.append(float(w))
     return out
@@ -34,7 +34,7 @@ def _check_weights(weights) -> list[float]:
 def _check_clamp(clamp) -> float:
     if isinstance(clamp, (bool, np.bool_)) or not isinstance(clamp, numbers.Real):
         raise TypeError(f"clamp: expected a number, got {type(clamp).__name__}")
-    if math.isnan(clamp):
+    if clamp != clamp:  # NaN
         raise ValueError("clamp: expected a number or inf, got nan")
     return float(clamp)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, kind_of, to_numpy, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, prepare, torch
 
 _REDUCTIONS = ("none", "sum", "mean")
 
@@ -30,7 +30,7 @@ def _check_gamma(gamma) -> float:
     return gamma
 
 
-def _is_labels(inputs, targets) -> bool:
+def _check_targets(inputs, targets) -> bool:
     """Whether targets are int64 labels (N,) for (N, C) inputs; the shape
     checks the outputs' sizes depend on (the core checks everything again)."""
     if "float" not in str(inputs.dtype):
@@ -61,7 +61,7 @@ def _is_labels(inputs, targets) -> bool:
 def _sigmoid_focal_loss(xp, inputs, targets, alpha, gamma, reduction, with_grad):
     """(loss, grad): grad is d loss / d inputs (already divided by the count
     for 'mean'), or None unless with_grad."""
-    _is_labels(inputs, targets)
+    _check_targets(inputs, targets)
     loss = xp.empty(tuple(inputs.shape) if reduction == "none" else (), inputs.dtype, like=inputs)
     grad = xp.empty(tuple(inputs.shape), inputs.dtype, like=inputs) if with_grad else None
     device = getattr(inputs, "device", None)
@@ -127,7 +127,8 @@ def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2.0,
     reduction = _check_reduction(reduction)
     alpha = _check_alpha(alpha)
     gamma = _check_gamma(gamma)
-    if kind_of(inputs=inputs, targets=targets) == TORCH_KIND:
+    kind, (inputs, targets) = prepare(inputs=inputs, targets=targets)
+    if kind == TORCH_KIND:
         if targets.requires_grad and torch.is_grad_enabled():
             raise ValueError(
                 "targets: gradients with respect to targets are not supported; pass targets.detach()"
@@ -135,9 +136,7 @@ def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2.0,
         with_grad = inputs.requires_grad and torch.is_grad_enabled()
         loss, _ = torch.ops.detcore.sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction, with_grad)
         return loss
-    loss, _ = _sigmoid_focal_loss(
-        NUMPY, to_numpy(inputs, "inputs"), to_numpy(targets, "targets"), alpha, gamma, reduction, False
-    )
+    loss, _ = _sigmoid_focal_loss(NUMPY, inputs, targets, alpha, gamma, reduction, False)
     return loss
 
 
@@ -156,7 +155,7 @@ if torch is not None:
 
     @_sigmoid_focal_loss_op.register_fake
     def _(inputs, targets, alpha, gamma, reduction, with_grad):
-        _is_labels(inputs, targets)
+        _check_targets(inputs, targets)
         loss = inputs.new_empty(tuple(inputs.shape) if _check_reduction(reduction) == "none" else ())
         grad = inputs.new_empty(tuple(inputs.shape) if with_grad else (0,))
         return loss, grad

@@ -31,7 +31,8 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
     on_cuda = xp is TORCH and boxes.device.type == "cuda"
-    workspace = xp.empty((_C.nms_workspace_size(n, on_cuda),), xp.uint8, like=boxes)
+    device_index = (boxes.device.index or 0) if on_cuda else 0
+    workspace = xp.empty((_C.nms_workspace_size(n, on_cuda, device_index),), xp.uint8, like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
         count = _C.nms(xp.native(boxes), xp.native(scores), iou_threshold, xp.native(keep), xp.native(workspace), stream)
@@ -51,7 +52,10 @@ def nms(boxes, scores, iou_threshold):
     strictly greater than ``iou_threshold``. A NaN IoU (e.g. two empty boxes)
     never suppresses. NaN scores rank below every number, -inf included (so
     such boxes come last and suppress nothing ranked above them); torchvision
-    instead ranks NaN first.
+    instead ranks NaN first. The IoU, computed in the boxes' dtype (float for
+    float16/bfloat16), is compared with the threshold as a double, as
+    torchvision's CPU kernel does: a float32 IoU of exactly 0.3 suppresses at
+    ``iou_threshold=0.3`` (float32(0.3) > 0.3).
 
     Args:
         boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32 or float64 (float16

@@ -22,8 +22,7 @@ from ._interop import (
     check_float,
     check_int,
     check_ndim,
-    kind_of,
-    to_numpy,
+    prepare,
     torch,
 )
 from ._rois import as_rois
@@ -104,20 +103,19 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
 
     Returns:
         (K, C, output_height, output_width) in the input's dtype and
-        framework (numpy for DLPack inputs).
+        framework (numpy for CPU DLPack inputs, a torch tensor for GPU ones).
     """
     pooled_height, pooled_width = _output_size(output_size)
     spatial_scale, sampling_ratio, aligned = _check_params(spatial_scale, sampling_ratio, aligned)
-    first_box = boxes
-    if isinstance(boxes, (list, tuple)):
-        first_box = boxes[0] if len(boxes) > 0 else None  # as_rois refuses an empty list
-    kind = kind_of(input=input, boxes=first_box)
+    if isinstance(boxes, (list, tuple)):  # (as_rois refuses an empty list)
+        kind, (input, *boxes) = prepare(input=input, **{f"boxes[{i}]": b for i, b in enumerate(boxes)})
+    else:
+        kind, (input, boxes) = prepare(input=input, boxes=boxes)
     rois = as_rois(boxes, "boxes")
     if kind == TORCH_KIND:
         return torch.ops.detcore.roi_align(input, rois, spatial_scale, pooled_height, pooled_width,
                                            sampling_ratio, aligned, bool(deterministic))
-    return _roi_align(NUMPY, to_numpy(input, "input"), to_numpy(rois, "boxes"), spatial_scale, pooled_height,
-                      pooled_width, sampling_ratio, aligned)
+    return _roi_align(NUMPY, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
 
 
 if torch is not None:

@@ -63,11 +63,18 @@ def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_
     return out, argmax
 
 
-def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape):
-    """The gradient with respect to the input, of shape `input_shape`."""
+def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape, deterministic: bool = False):
+    """The gradient with respect to the input, of shape `input_shape`. The
+    CPU result is always deterministic; on CUDA `deterministic` trades
+    atomicAdd for a fixed summation order."""
     grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
     _C.roi_pool_backward(
-        xp.native(grad_out), xp.native(rois), xp.native(argmax), xp.native(grad_input), xp.stream(grad_out)
+        xp.native(grad_out),
+        xp.native(rois),
+        xp.native(argmax),
+        xp.native(grad_input),
+        xp.stream(grad_out),
+        deterministic,
     )
     return grad_input
 
@@ -98,6 +105,8 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     RoI with a NaN corner outputs zeros; infinite and huge corners are
     clamped far outside the map. On the CPU a batch index that is not an
     integer in [0, N) raises ValueError; on CUDA that RoI outputs zeros.
+    The CPU backward is deterministic; on CUDA it uses atomicAdd unless
+    ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
     height, width = _output_size(output_size)
     scale = _spatial_scale(spatial_scale)
@@ -140,7 +149,12 @@ if torch is not None:
         width: int,
     ) -> torch.Tensor:
         shape = (batch_size, channels, height, width)
-        return _roi_pool_backward(TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), shape)
+        # torch.use_deterministic_algorithms(True) selects the CUDA kernel
+        # without atomics.
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        return _roi_pool_backward(
+            TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), shape, deterministic
+        )
 
     @_roi_pool_backward_op.register_fake
     def _(grad_out, rois, argmax, batch_size, channels, height, width):
@@ -158,6 +172,26 @@ if torch is not None:
         return grad_input, None, None, None, None
 
     _roi_pool_op.register_autograd(_backward, setup_context=_setup_context)
+
+    def _setup_backward_context(ctx, inputs, output):
+        _, rois, argmax, _, _, _, _ = inputs
+        ctx.save_for_backward(rois, argmax)
+
+    def _backward_backward(ctx, grad_grad_input):
+        # The backward is linear in grad_out: its gradient gathers
+        # grad_grad_input at each bin's argmax (0 for empty bins).
+        rois, argmax = ctx.saved_tensors
+        batch_size, channels, height, width = grad_grad_input.shape
+        if argmax.numel() == 0 or height * width == 0:
+            return grad_grad_input.new_zeros(argmax.shape), None, None, None, None, None, None
+        # Invalid batch indices (CUDA) only come with argmax -1: any row will do.
+        image = torch.nan_to_num(rois[:, 0]).clamp(0, batch_size - 1).long()
+        planes = grad_grad_input.reshape(batch_size, channels, height * width)[image]
+        index = argmax.long().clamp(min=0).reshape(argmax.shape[0], channels, -1)
+        gathered = planes.gather(2, index).reshape(argmax.shape)
+        return torch.where(argmax >= 0, gathered, 0), None, None, None, None, None, None
+
+    _roi_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
     class RoIPool(torch.nn.Module):
         """See :func:`roi_pool`."""

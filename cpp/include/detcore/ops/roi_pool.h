@@ -21,8 +21,10 @@ void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spa
 // is overwritten with the sum of grad_out (K, C, PH, PW) over the bins whose
 // argmax points at each cell. Argmax entries outside [0, H * W) (and, on
 // CUDA, RoIs with an invalid batch index) contribute nothing. The CPU result
-// is deterministic; CUDA accumulates with atomicAdd.
+// is always deterministic. CUDA accumulates with atomicAdd, or, when
+// `deterministic`, with one warp per input plane adding in a fixed order
+// (bitwise reproducible, slower when planes are few).
 void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
-                       const TensorRef& grad_input, Stream stream = nullptr);
+                       const TensorRef& grad_input, Stream stream = nullptr, bool deterministic = false);
 
 }  // namespace detcore

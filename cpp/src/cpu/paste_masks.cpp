@@ -1,0 +1,148 @@
+#include "backend/paste_masks.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "detcore/math/paste_masks.h"
+#include "detcore/parallel.h"
+#include "dispatch.h"
+
+namespace detcore::cpu {
+namespace {
+
+// Stores a pasted value as the mask dtype.
+template <typename T>
+struct StoreValue {
+  using out_t = T;
+  T outside() const { return T(0); }
+  T operator()(T v) const { return v; }
+};
+
+// Stores `value > threshold`, compared in the mask dtype.
+template <typename T>
+struct StoreAboveThreshold {
+  using out_t = bool;
+  T threshold;
+  bool outside() const { return T(0) > threshold; }
+  bool operator()(T v) const { return v > threshold; }
+};
+
+// The mask a range of image rows is pasting: its window, the taps of its
+// covered columns and, for the separable resize, its padded rows resized
+// along the width (computed on first use; each serves many image rows).
+template <typename T>
+class MaskCursor {
+ public:
+  MaskCursor(const T* masks, const T* boxes, int64_t mh, int64_t mw, int64_t image_h, int64_t image_w)
+      : masks_(masks), boxes_(boxes), mh_(mh), mw_(mw), image_h_(image_h), image_w_(image_w),
+        scale_x_(math::padded_scale<T>(mw)), scale_y_(math::padded_scale<T>(mh)) {}
+
+  void seek(int64_t i) {
+    if (i == index_) return;
+    index_ = i;
+    mask_ = masks_ + i * mh_ * mw_;
+    win_ = math::paste_window(math::load_box<T>(boxes_ + 4 * i), scale_x_, scale_y_, image_h_, image_w_);
+    separable_ = math::separable_resize(win_);
+    const int64_t covered = win_.x_end - win_.x_begin;
+    const T sx = math::resize_scale<T>(mw_ + 2, win_.width);
+    column_taps_.resize(covered);
+    for (int64_t j = 0; j < covered; ++j) {
+      column_taps_[j] = math::linear_tap(sx, win_.x_begin + j - win_.left, mw_ + 2, win_.width);
+    }
+    if (separable_) {
+      width_resized_.resize((mh_ + 2) * covered);
+      row_ready_.assign(mh_ + 2, false);
+    }
+  }
+
+  const math::PasteWindow& window() const { return win_; }
+
+  // Writes the covered columns [x_begin, x_end) of image row y (covered).
+  template <typename Store>
+  void paste_row(int64_t y, typename Store::out_t* out_row, const Store& store) {
+    const auto ty = math::linear_tap(math::resize_scale<T>(mh_ + 2, win_.height), y - win_.top, mh_ + 2,
+                                     win_.height);
+    const int64_t covered = win_.x_end - win_.x_begin;
+    auto* out = out_row + win_.x_begin;
+    if (separable_) {
+      const T* row0 = width_resized_row(ty.i0);
+      const T* row1 = width_resized_row(ty.i1);
+      for (int64_t j = 0; j < covered; ++j) out[j] = store(math::resize_along_height(row0[j], row1[j], ty));
+    } else {
+      for (int64_t j = 0; j < covered; ++j) {
+        out[j] = store(math::resized_pixel(mask_, mh_, mw_, ty, column_taps_[j], false));
+      }
+    }
+  }
+
+ private:
+  const T* width_resized_row(int64_t r) {
+    const int64_t covered = win_.x_end - win_.x_begin;
+    T* row = width_resized_.data() + r * covered;
+    if (!row_ready_[r]) {
+      for (int64_t j = 0; j < covered; ++j) row[j] = math::resize_along_width(mask_, mh_, mw_, r, column_taps_[j]);
+      row_ready_[r] = true;
+    }
+    return row;
+  }
+
+  const T* masks_;
+  const T* boxes_;
+  int64_t mh_, mw_, image_h_, image_w_;
+  T scale_x_, scale_y_;
+  int64_t index_ = -1;
+  const T* mask_ = nullptr;
+  math::PasteWindow win_;
+  bool separable_ = false;
+  std::vector<math::LinearTap<T>> column_taps_;
+  std::vector<T> width_resized_;
+  std::vector<bool> row_ready_;
+};
+
+// One task per image row of one mask: rows and columns outside the mask's
+// window get the outside value (unless out holds it already), covered pixels
+// the resized mask.
+template <typename T, typename Store>
+void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* boxes, int64_t image_h,
+                  int64_t image_w, typename Store::out_t* out, Store store, bool out_holds_zeros) {
+  const auto outside = store.outside();
+  const bool fill_outside = !(out_holds_zeros && outside == decltype(outside)(0));
+  const int64_t grain = std::max<int64_t>(1, 16384 / image_w);
+  parallel_for(n * image_h, grain, [&](int64_t begin, int64_t end) {
+    MaskCursor<T> cursor(masks, boxes, mh, mw, image_h, image_w);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t i = row / image_h, y = row - i * image_h;
+      cursor.seek(i);
+      const auto& win = cursor.window();
+      auto* out_row = out + row * image_w;
+      if (y < win.y_begin || y >= win.y_end || win.x_begin == win.x_end) {
+        if (fill_outside) std::fill(out_row, out_row + image_w, outside);
+        continue;
+      }
+      if (fill_outside) std::fill(out_row, out_row + win.x_begin, outside);
+      cursor.paste_row(y, out_row, store);
+      if (fill_outside) std::fill(out_row + win.x_end, out_row + image_w, outside);
+    }
+  });
+}
+
+}  // namespace
+
+void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
+                 std::optional<double> threshold, bool out_holds_zeros) {
+  const int64_t n = masks.size(0), mh = masks.size(1), mw = masks.size(2);
+  const int64_t image_h = out.size(1), image_w = out.size(2);
+  DETCORE_DISPATCH_FLOAT32_64(masks.dtype, "paste_masks", [&] {
+    const auto* m = masks.ptr<const scalar_t>();
+    const auto* b = boxes.ptr<const scalar_t>();
+    if (threshold) {
+      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<bool>(),
+                   StoreAboveThreshold<scalar_t>{static_cast<scalar_t>(*threshold)}, out_holds_zeros);
+    } else {
+      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<scalar_t>(), StoreValue<scalar_t>{},
+                   out_holds_zeros);
+    }
+  });
+}
+
+}  // namespace detcore::cpu
