@@ -132,3 +132,19 @@ def test_svd_compressed_detector_stays_close_at_high_rank(rng):
         assert r["boxes"].shape == o["boxes"].shape
     with pytest.raises(ValueError, match="fc6"):
         compress_fc_svd(compressed, {"fc6": 4})
+
+
+@pytest.mark.parametrize("stages", [0, 1, 3, 5])
+def test_trainable_stages_freeze_the_rest(stages):
+    from detcore.models.backbones.resnet import ResNet
+
+    body = ResNet(blocks=(1, 1, 1, 1), base_width=8, trainable_stages=stages)
+    order = ["layer4", "layer3", "layer2", "layer1", "conv1"]
+    for name, p in body.named_parameters():
+        assert p.requires_grad == any(name.startswith(s) for s in order[:stages]), name
+    # frozen batch norm: statistics are buffers, never trained, in train mode too
+    assert not any("bn" in n for n, _ in body.named_parameters())
+    x = torch.rand(1, 3, 64, 64)
+    body.train()
+    a = body(x)["c5"]
+    assert torch.equal(a, body.eval()(x)["c5"])
