@@ -10,7 +10,7 @@ SIZE = dict(min_size=64, max_size=96)
 RESNET = dict(base_width=8, blocks=(1, 1, 1, 1), fpn_channels=16, **SIZE)
 RCNN = dict(RESNET, representation_size=32, rpn_pre_nms_top_n={"training": 200, "testing": 100},
             rpn_post_nms_top_n={"training": 100, "testing": 50}, box_batch_size_per_image=64)
-VGG = dict(width_div=16, representation_size=32, dropout=0.0, box_batch_size_per_image=64, **SIZE)
+VGG = dict(width_div=8, frozen_convs=0, representation_size=32, dropout=0.0, box_batch_size_per_image=64, **SIZE)
 
 TINY = {
     "faster_rcnn_r50_fpn": RCNN,
@@ -43,10 +43,12 @@ def random_target(rng, h: int, w: int, n: int, num_classes: int = NUM_CLASSES):
     masks = torch.zeros((n, h, w), dtype=torch.uint8)
     for i, (a, b, c, d) in enumerate(boxes.round().long().tolist()):
         masks[i, b:d, a:c] = 1
-    u = torch.tensor(rng.uniform(0, 1, (n, NUM_KEYPOINTS, 2)), dtype=torch.float32)
+    # keypoint k sits at the same place in every box (as body parts do), so heatmaps can be learnt
+    k = torch.arange(NUM_KEYPOINTS, dtype=torch.float32)
+    u = torch.stack([(k * 0.37 + 0.1) % 0.9 + 0.05, (k * 0.61 + 0.3) % 0.9 + 0.05], -1).expand(n, -1, -1)
     kx = boxes[:, None, 0] + u[..., 0] * (boxes[:, None, 2] - boxes[:, None, 0])
     ky = boxes[:, None, 1] + u[..., 1] * (boxes[:, None, 3] - boxes[:, None, 1])
-    vis = torch.tensor(rng.integers(0, 3, (n, NUM_KEYPOINTS)), dtype=torch.float32)
+    vis = torch.tensor(rng.choice([0, 2], (n, NUM_KEYPOINTS), p=[0.2, 0.8]), dtype=torch.float32)
     return {
         "boxes": boxes,
         "labels": torch.tensor(rng.integers(1, num_classes, n), dtype=torch.int64),

@@ -45,7 +45,12 @@ def build(name: str, num_classes: int, **overrides):
         raise ValueError(f"name: expected one of {available()}, got {name!r}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes: expected an int >= 2 (background included), got {num_classes!r}")
-    return _REGISTRY[name](num_classes=num_classes, **overrides)
+    try:
+        return _REGISTRY[name](num_classes=num_classes, **overrides)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise ValueError(f"overrides: {name} does not take {str(e).split('argument')[-1].strip()}") from None
+        raise
 
 
 def _transform(min_size, max_size, mask_threshold=0.5):

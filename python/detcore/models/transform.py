@@ -111,7 +111,9 @@ class Transform(nn.Module):
             if "masks" in r:
                 m = r["masks"]
                 if m.shape[0]:
-                    m = ops.paste_masks(m, r["boxes"], tuple(orig), threshold=self.mask_threshold)
+                    pasted = ops.paste_masks(m, r["boxes"], tuple(orig), threshold=self.mask_threshold)
+                    # torchvision's contract: float (N, 1, H, W), here 0/1 when thresholded
+                    m = pasted.to(m.dtype).reshape((m.shape[0], 1) + tuple(orig))
                 else:
                     m = m.new_zeros((0, 1) + tuple(orig))
                 r["masks"] = m

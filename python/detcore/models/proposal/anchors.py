@@ -10,10 +10,6 @@ from torch import nn
 from ... import ops
 
 
-def _as_tensor(a, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(a).to(device=like.device, dtype=like.dtype)
-
-
 class AnchorGenerator(nn.Module):
     """`sizes[l]` x `aspect_ratios[l]` anchors per position of level l,
     in torchvision's order (position-major, then ratio, then size)."""
@@ -46,7 +42,7 @@ class AnchorGenerator(nn.Module):
         strides = [(image_shape[0] // g[0], image_shape[1] // g[1]) for g in grids]
         key = (tuple(grids), tuple(strides), like.device, like.dtype)
         if key not in self._cache:
-            anchors = ops.make_anchors(grids, strides, self.sizes, self.aspect_ratios)
+            anchors = ops.make_anchors(grids, strides, self.sizes, self.aspect_ratios, like.dtype, like.device)
             self._cache.clear()
-            self._cache[key] = [_as_tensor(a, like) for a in anchors]
+            self._cache[key] = anchors
         return self._cache[key]
