@@ -105,3 +105,37 @@ def test_voc07_map_by_hand():
     assert result["per_class"]["thing"] == pytest.approx((6 * 1.0 + 5 * 2 / 3) / 11)
     assert result["mAP"] == result["per_class"]["thing"]
     assert voc07_ap(np.array([0.2, 1.0]), np.array([1.0, 0.5])) == pytest.approx((3 * 1.0 + 8 * 0.5) / 11)
+
+
+class ScaledOracle(Oracle):
+    """Perfect outputs in the coordinates of the (resized) input image."""
+
+    def __init__(self, outputs, sizes):
+        super().__init__(outputs)
+        self.sizes = sizes
+
+    def forward(self, images):
+        out = []
+        for image in images:
+            o = dict(self.outputs[self.calls])
+            h0, w0 = self.sizes[self.calls]
+            h, w = image.shape[-2:]
+            scale = torch.tensor([w / w0, h / h0, w / w0, h / h0])
+            o["boxes"] = o["boxes"] * scale
+            o["masks"] = torch.nn.functional.interpolate(o["masks"], size=(h, w), mode="nearest")
+            kps = o["keypoints"].clone()
+            kps[..., 0] *= w / w0
+            kps[..., 1] *= h / h0
+            o["keypoints"] = kps
+            out.append(o)
+            self.calls += 1
+        return out
+
+
+def test_predictions_return_to_the_original_size(tiny_synthetic):
+    _, val = tiny_synthetic
+    sizes = [val[i][1]["orig_size"] for i in range(len(val))]
+    metrics = evaluate(ScaledOracle(_perfect_outputs(val), sizes), val, min_size=100, max_size=200)
+    for kind in ("bbox", "segm", "keypoints"):
+        assert metrics[kind]["AP50"] == pytest.approx(1.0)
+    assert metrics["bbox"]["AP"] == pytest.approx(1.0)
