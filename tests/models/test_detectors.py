@@ -185,3 +185,21 @@ def test_no_detections_and_no_proposals(name, rng):
     if needs_proposals(name):  # training with no proposals: the ground truth is still sampled
         losses = run(model.train(), name, images, targets, rng, proposals=[torch.zeros(0, 4), torch.zeros(0, 4)])
         sum(losses.values()).backward()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", R50_NAMES)
+def test_cuda_train_and_eval(name, rng):
+    model = build(name).cuda().train()
+    images, targets = batch(rng)
+    proposals = [p.cuda() for p in proposals_for(targets, rng)]
+    images = [im.cuda() for im in images]
+    targets = [{k: v.cuda() for k, v in t.items()} for t in targets]
+    losses = run(model, name, images, targets, rng, proposals=proposals)
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        out = run(model, name, images, None, rng, proposals=proposals)
+    for r in out:
+        assert all(v.device.type == "cuda" for v in r.values())
