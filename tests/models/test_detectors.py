@@ -135,6 +135,7 @@ BAD_CASES = [
     ("image not float", lambda im, t: ([im[0], (im[1] * 255).to(torch.uint8)], t), r"images\[1\].*float"),
     ("image 2-d", lambda im, t: ([im[0][0], im[1]], t), r"images\[0\]"),
     ("x2 < x1", lambda im, t: (im, [t[0], dict(t[1], boxes=t[1]["boxes"][:, [2, 1, 0, 3]])]), r"targets\[1\]\['boxes'\]"),
+    ("zero-width box", lambda im, t: (im, [dict(t[0], boxes=t[0]["boxes"][:, [0, 1, 0, 3]]), t[1]]), r"targets\[0\]\['boxes'\]"),
     ("label out of range", lambda im, t: (im, [dict(t[0], labels=t[0]["labels"] + NUM_CLASSES), t[1]]), r"targets\[0\]\['labels'\]"),
     ("label background", lambda im, t: (im, [dict(t[0], labels=t[0]["labels"] * 0), t[1]]), r"targets\[0\]\['labels'\]"),
     ("labels count", lambda im, t: (im, [dict(t[0], labels=t[0]["labels"][:1]), t[1]]), r"targets\[0\]\['labels'\]"),
