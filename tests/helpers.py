@@ -34,3 +34,19 @@ def integer_boxes(rng, n, size=128, max_wh=128, dtype=np.float32):
     xy = rng.integers(0, size, (n, 2))
     wh = rng.integers(1, max_wh + 1, (n, 2))
     return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+
+
+class DLPackArray:
+    """Another framework's array (JAX, CuPy, ...), seen only through the
+    DLPack protocol; counts how often it was exported."""
+
+    def __init__(self, array):
+        self.array = array
+        self.exports = 0
+
+    def __dlpack__(self, **kwargs):
+        self.exports += 1
+        return self.array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.array.__dlpack_device__()

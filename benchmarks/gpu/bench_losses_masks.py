@@ -38,17 +38,16 @@ def cases(tv):
 
     masks = torch.rand(100, 28, 28, generator=gen).cuda()
     boxes = random_boxes(100, image_size=1000.0, min_wh=20, max_wh=400, device="cuda")
-    paste_tv = None
-    if tv:
-        from torchvision.models.detection.roi_heads import paste_masks_in_image
-
-        def paste_tv():
-            return paste_masks_in_image(masks[:, None], boxes, (1000, 1300), padding=1)
-
     yield Case(
         "paste_masks",
         "100 masks 28x28 into 1000x1300",
         lambda: detcore.ops.paste_masks(masks, boxes, (1000, 1300)),
-        paste_tv,
+        _torchvision_paste(masks, boxes, (1000, 1300)) if tv else None,
         goal=5.0,
     )
+
+
+def _torchvision_paste(masks, boxes, image_size):
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    return lambda: paste_masks_in_image(masks[:, None], boxes, image_size, padding=1)

@@ -5,7 +5,7 @@ import pytest
 
 from detcore.ops import decode_boxes, encode_boxes
 from detcore.ops.box_coding import DEFAULT_CLAMP
-from helpers import random_boxes
+from helpers import DLPackArray, random_boxes
 
 try:
     import torch
@@ -227,25 +227,12 @@ def test_encode_bad_input_is_refused_with_the_argument_named(reference, proposal
         encode_boxes(reference, proposals, **kwargs)
 
 
-class _CpuDLPackArray:
-    """A stand-in for another framework's CPU array (JAX, CuPy host arrays)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **kwargs):
-        return self._array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
-
-
 def test_dlpack_inputs_give_dlpack_results(rng):
     boxes = random_boxes(rng, 7, dtype=np.float32)
     deltas = random_deltas(rng, 7, 3, dtype=np.float32)
-    out = decode_boxes(_CpuDLPackArray(deltas), _CpuDLPackArray(boxes))
+    out = decode_boxes(DLPackArray(deltas), DLPackArray(boxes))
     np.testing.assert_array_equal(np.from_dlpack(out), decode_boxes(deltas, boxes))
-    enc = encode_boxes(_CpuDLPackArray(boxes), _CpuDLPackArray(boxes[::-1].copy()))
+    enc = encode_boxes(DLPackArray(boxes), DLPackArray(boxes[::-1].copy()))
     np.testing.assert_array_equal(np.from_dlpack(enc), encode_boxes(boxes, boxes[::-1].copy()))
 
 

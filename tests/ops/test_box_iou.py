@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from detcore.ops import box_iou
-from helpers import edge_case_boxes, random_boxes
+from helpers import DLPackArray, edge_case_boxes, random_boxes
 
 try:
     import torch
@@ -111,20 +111,7 @@ class TestTorch:
             torch.testing.assert_close(got, expected, atol=tol, rtol=0)
 
 
-class _CpuDLPackArray:
-    """A stand-in for another framework's CPU array (JAX, CuPy host arrays)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **kwargs):
-        return self._array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
-
-
 def test_dlpack_input_is_zero_copy_and_result_is_dlpack(rng):
     b = random_boxes(rng, 6, dtype=np.float32)
-    out = box_iou(_CpuDLPackArray(b), _CpuDLPackArray(b))
+    out = box_iou(DLPackArray(b), DLPackArray(b))
     np.testing.assert_array_equal(np.from_dlpack(out), box_iou(b, b))

@@ -3,6 +3,7 @@ import pytest
 
 import detcore
 from detcore.ops import sigmoid_focal_loss
+from helpers import DLPackArray
 
 try:
     import torch
@@ -346,20 +347,7 @@ class TestTorch:
         assert torch.isfinite(xs.grad).all()
 
 
-class _CpuDLPackArray:
-    """A stand-in for another framework's CPU array (JAX, CuPy host arrays)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **kwargs):
-        return self._array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
-
-
 def test_dlpack_input_and_result(rng):
     x, labels = random_problem(rng, dtype=np.float32)
-    out = sigmoid_focal_loss(_CpuDLPackArray(x), _CpuDLPackArray(labels))
+    out = sigmoid_focal_loss(DLPackArray(x), DLPackArray(labels))
     np.testing.assert_array_equal(np.from_dlpack(out), sigmoid_focal_loss(x, labels))

@@ -11,27 +11,12 @@ import pytest
 import detcore
 from detcore.ops import box_iou
 from detcore.ops._interop import prepare
-from helpers import random_boxes
-
-
-class CpuDLPackArray:
-    """Another framework's CPU array, seen only through the DLPack protocol."""
-
-    def __init__(self, array):
-        self.array = array
-        self.exports = 0
-
-    def __dlpack__(self, **kwargs):
-        self.exports += 1
-        return self.array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self.array.__dlpack_device__()
+from helpers import DLPackArray, random_boxes
 
 
 def test_cpu_dlpack_input_is_viewed_without_a_copy(rng):
     boxes = random_boxes(rng, 5, dtype=np.float32)
-    wrapped = CpuDLPackArray(boxes)
+    wrapped = DLPackArray(boxes)
     kind, (view,) = prepare(boxes=wrapped)
     assert kind == "numpy" and wrapped.exports == 1
     assert np.shares_memory(view, boxes)

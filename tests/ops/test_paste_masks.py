@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from detcore.ops import paste_masks
-from helpers import edge_case_boxes
+from helpers import DLPackArray, edge_case_boxes
 
 try:
     import torch
@@ -380,19 +380,6 @@ class TestTorch:
         torch.testing.assert_close(got.cpu(), paste_masks(masks.cpu(), boxes.cpu(), (50, 60)), atol=0, rtol=0)
 
 
-class _DLPackArray:
-    """A stand-in for another framework's array (JAX, CuPy, ...)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **kwargs):
-        return self._array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
-
-
 def test_results_do_not_depend_on_the_thread_count(rng):
     import detcore
 
@@ -413,14 +400,14 @@ def test_results_do_not_depend_on_the_thread_count(rng):
 
 def test_dlpack_input_gives_a_dlpack_result(rng):
     masks, boxes = random_masks(rng, 3, 28), random_boxes(rng, 3, (20, 30))
-    out = paste_masks(_DLPackArray(masks), _DLPackArray(boxes), (20, 30))
+    out = paste_masks(DLPackArray(masks), DLPackArray(boxes), (20, 30))
     np.testing.assert_array_equal(np.from_dlpack(out), paste_masks(masks, boxes, (20, 30)))
 
 
 @pytest.mark.cuda
 def test_gpu_dlpack_input_runs_through_torch(rng):
     masks, boxes = random_masks(rng, 3, 28), random_boxes(rng, 3, (20, 30))
-    out = paste_masks(_DLPackArray(torch.from_numpy(masks).cuda()),
-                      _DLPackArray(torch.from_numpy(boxes).cuda()), (20, 30))
+    out = paste_masks(DLPackArray(torch.from_numpy(masks).cuda()),
+                      DLPackArray(torch.from_numpy(boxes).cuda()), (20, 30))
     assert isinstance(out, torch.Tensor) and out.is_cuda
     np.testing.assert_array_equal(out.cpu().numpy(), paste_masks(masks, boxes, (20, 30)))

@@ -8,7 +8,7 @@ from detcore import _C
 from detcore.ops import roi_pool
 from detcore.ops._interop import NUMPY, TORCH
 from detcore.ops.roi_pool import _roi_pool, _roi_pool_backward
-from helpers import edge_case_boxes, random_boxes
+from helpers import DLPackArray, edge_case_boxes, random_boxes
 
 try:
     import torch
@@ -320,26 +320,13 @@ def test_core_checks_the_backward_arguments():
         _C.roi_pool_forward(X, R, 1.0, np.zeros((1, 2, 2, 2), np.float32), argmax[:, :2].copy())
 
 
-class _CpuDLPackArray:
-    """A stand-in for another framework's CPU array (JAX, CuPy host arrays)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **kwargs):
-        return self._array.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
-
-
 def test_dlpack_inputs_give_a_dlpack_result(rng):
     x = rng.standard_normal((2, 2, 9, 9)).astype(np.float32)
     rois = random_rois(rng, 5, 2, 9, 9, np.float32)
-    out = roi_pool(_CpuDLPackArray(x), _CpuDLPackArray(rois), 3)
+    out = roi_pool(DLPackArray(x), DLPackArray(rois), 3)
     np.testing.assert_array_equal(np.from_dlpack(out), roi_pool(x, rois, 3))
-    boxes = [_CpuDLPackArray(rois[:2, 1:]), _CpuDLPackArray(rois[2:, 1:])]
-    out = roi_pool(_CpuDLPackArray(x), boxes, 3)
+    boxes = [DLPackArray(rois[:2, 1:]), DLPackArray(rois[2:, 1:])]
+    out = roi_pool(DLPackArray(x), boxes, 3)
     assert out.shape == (5, 2, 3, 3)
 
 

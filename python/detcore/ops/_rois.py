@@ -4,9 +4,12 @@ image (image i's boxes get batch index i)."""
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
-from ._interop import DLPACK_KIND, TORCH_KIND, check_boxes, kind_of, to_numpy, torch
+from ._interop import DLPACK_KIND, TORCH_KIND, check_boxes, check_float, check_int, kind_of, prepare, to_numpy, torch
 
 
 def as_rois(boxes, name: str = "boxes"):
@@ -31,3 +34,38 @@ def as_rois(boxes, name: str = "boxes"):
             [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
         )
     return np.concatenate([np.concatenate([np.full_like(b[:, :1], i), b], axis=1) for i, b in enumerate(boxes)])
+
+
+def prepare_rois(input, boxes):
+    """(kind, input, rois) for the RoI pooling ops: `input` and `boxes` in
+    one framework as `interop.prepare` gives them, the boxes as (K, 5) RoIs."""
+    if isinstance(boxes, (list, tuple)) and len(boxes) > 0:
+        kind, (input, *boxes) = prepare(input=input, **{f"boxes[{i}]": b for i, b in enumerate(boxes)})
+    elif isinstance(boxes, (list, tuple)):
+        kind, (input,) = prepare(input=input)
+    else:
+        kind, (input, boxes) = prepare(input=input, boxes=boxes)
+    return kind, input, as_rois(boxes, "boxes")
+
+
+def pooled_size(output_size) -> tuple[int, int]:
+    """(height, width) from an int or a (height, width) pair, both >= 1."""
+    if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
+        size = (int(output_size), int(output_size))
+    elif isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"output_size: expected a (height, width) pair, got {len(output_size)} values")
+        size = tuple(check_int(s, "output_size") for s in output_size)
+    else:
+        raise TypeError(f"output_size: expected an int or a (height, width) pair of ints, got {output_size!r}")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"output_size: expected positive sizes, got {size}")
+    return size
+
+
+def spatial_scale_arg(spatial_scale) -> float:
+    """The feature-map scale of the RoI coordinates: a finite number > 0."""
+    value = check_float(spatial_scale, "spatial_scale")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"spatial_scale: expected a finite number > 0, got {value}")
+    return value

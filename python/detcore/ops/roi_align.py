@@ -11,7 +11,6 @@ are capped at 2**24 samples per axis. The gradient flows to ``input`` only.
 from __future__ import annotations
 
 import math
-import numbers
 
 from .. import _C
 from ._interop import (
@@ -19,34 +18,17 @@ from ._interop import (
     TORCH,
     TORCH_KIND,
     check_boxes,
-    check_float,
     check_int,
     check_ndim,
-    prepare,
     torch,
 )
-from ._rois import as_rois
+from ._rois import pooled_size, prepare_rois, spatial_scale_arg
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2] or a list of (Ki, 4)"
 
 
-def _output_size(output_size) -> tuple[int, int]:
-    """(height, width) from an int or a pair of ints, both positive."""
-    if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
-        size = (int(output_size), int(output_size))
-    elif isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        size = tuple(check_int(s, "output_size") for s in output_size)
-    else:
-        raise TypeError(f"output_size: expected an int or a (height, width) pair of ints, got {output_size!r}")
-    if size[0] <= 0 or size[1] <= 0:
-        raise ValueError(f"output_size: expected positive sizes, got {size}")
-    return size
-
-
 def _check_params(spatial_scale, sampling_ratio, aligned) -> tuple[float, int, bool]:
-    spatial_scale = check_float(spatial_scale, "spatial_scale")
-    if not (spatial_scale > 0 and math.isfinite(spatial_scale)):
-        raise ValueError(f"spatial_scale: expected a finite number > 0, got {spatial_scale}")
+    spatial_scale = spatial_scale_arg(spatial_scale)
     sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
     if not isinstance(aligned, bool):
         raise TypeError(f"aligned: expected a bool, got {type(aligned).__name__}")
@@ -105,13 +87,9 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
         (K, C, output_height, output_width) in the input's dtype and
         framework (numpy for CPU DLPack inputs, a torch tensor for GPU ones).
     """
-    pooled_height, pooled_width = _output_size(output_size)
+    pooled_height, pooled_width = pooled_size(output_size)
     spatial_scale, sampling_ratio, aligned = _check_params(spatial_scale, sampling_ratio, aligned)
-    if isinstance(boxes, (list, tuple)):  # (as_rois refuses an empty list)
-        kind, (input, *boxes) = prepare(input=input, **{f"boxes[{i}]": b for i, b in enumerate(boxes)})
-    else:
-        kind, (input, boxes) = prepare(input=input, boxes=boxes)
-    rois = as_rois(boxes, "boxes")
+    kind, input, rois = prepare_rois(input, boxes)
     if kind == TORCH_KIND:
         return torch.ops.detcore.roi_align(input, rois, spatial_scale, pooled_height, pooled_width,
                                            sampling_ratio, aligned, bool(deterministic))

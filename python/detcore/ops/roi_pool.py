@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 from .. import _C
 from ._interop import (
-    DLPACK_KIND,
     NUMPY,
     TORCH,
     TORCH_KIND,
     check_boxes,
-    check_float,
-    check_int,
     check_ndim,
-    kind_of,
-    to_numpy,
     torch,
 )
-from ._rois import as_rois
+from ._rois import pooled_size, prepare_rois, spatial_scale_arg
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
-
-
-def _output_size(output_size) -> tuple[int, int]:
-    """(height, width) from an int or a pair, each >= 1."""
-    if isinstance(output_size, (list, tuple)):
-        if len(output_size) != 2:
-            raise ValueError(f"output_size: expected an int or a pair (height, width), got {output_size!r}")
-        height, width = output_size
-    else:
-        height = width = output_size
-    return check_int(height, "output_size", 1), check_int(width, "output_size", 1)
-
-
-def _spatial_scale(spatial_scale) -> float:
-    value = check_float(spatial_scale, "spatial_scale")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"spatial_scale: expected a finite number > 0, got {value}")
-    return value
 
 
 def _check_args(input, rois) -> None:
@@ -108,19 +83,13 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     The CPU backward is deterministic; on CUDA it uses atomicAdd unless
     ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
-    height, width = _output_size(output_size)
-    scale = _spatial_scale(spatial_scale)
-    if isinstance(boxes, (list, tuple)):
-        kind = kind_of(input=input, **{f"boxes[{i}]": b for i, b in enumerate(boxes)})
-    else:
-        kind = kind_of(input=input, boxes=boxes)
-    rois = as_rois(boxes, "boxes")
+    height, width = pooled_size(output_size)
+    scale = spatial_scale_arg(spatial_scale)
+    kind, input, rois = prepare_rois(input, boxes)
     if kind == TORCH_KIND:
         out, _ = torch.ops.detcore.roi_pool(input, rois, scale, height, width)
         return out
-    if kind == DLPACK_KIND:
-        input = to_numpy(input, "input")
-    out, _ = _roi_pool(NUMPY, to_numpy(input, "input"), to_numpy(rois, "boxes"), scale, height, width)
+    out, _ = _roi_pool(NUMPY, input, rois, scale, height, width)
     return out
 
 
