@@ -1,11 +1,9 @@
 """The pure-tensor parts: matcher, sampler, FPN level rule, transform,
 keypoint decoding, truncated SVD."""
 
-import numpy as np
 import pytest
 import torch
 
-import detcore.models as models
 from detcore.models.roi_heads.keypoint_head import heatmaps_to_keypoints, keypoint_targets
 from detcore.models.roi_heads.matching import BELOW_LOW, BETWEEN, BalancedSampler, Matcher
 from detcore.models.roi_heads.poolers import RoIPooler
