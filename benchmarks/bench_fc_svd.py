@@ -58,20 +58,24 @@ def main(argv=None):
     p.add_argument("--min-size", type=int, default=600)
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--checkpoint", default=None, help="a trained fast_rcnn_vgg16 state dict")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="time each head at least this long")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.manual_seed(0)
+    t0 = time.perf_counter()
     k6, k7 = (int(k) for k in args.ranks.split(","))
     model = models.build("fast_rcnn_vgg16", args.num_classes, min_size=args.min_size, max_size=args.min_size * 5 // 3)
     if args.checkpoint:
         model.load_state_dict(torch.load(args.checkpoint, map_location="cpu"))
     model.eval()
+    t_build = time.perf_counter()
     small = models.compress_fc_svd(model, {"fc6": k6, "fc7": k7})
+    print(f"built in {t_build - t0:.1f} s, SVD in {time.perf_counter() - t_build:.1f} s", flush=True)
     head, small_head = model.roi_heads.box_head, small.roi_heads.box_head
     x = torch.randn(args.rois, model.backbone.out_channels, 7, 7)
     with torch.no_grad():
-        t_full = time_call(lambda: head(x))
-        t_small = time_call(lambda: small_head(x))
+        t_full = time_call(lambda: head(x), args.min_seconds)
+        t_small = time_call(lambda: small_head(x), args.min_seconds)
         h, w = args.min_size, args.min_size * 4 // 3
         images = [torch.rand(3, h, w)]
         xy = torch.rand(300, 2) * torch.tensor([w * 0.8, h * 0.8])

@@ -135,6 +135,7 @@ BAD_CASES = [
     ("image not float", lambda im, t: ([im[0], (im[1] * 255).to(torch.uint8)], t), r"images\[1\].*float"),
     ("image 2-d", lambda im, t: ([im[0][0], im[1]], t), r"images\[0\]"),
     ("x2 < x1", lambda im, t: (im, [t[0], dict(t[1], boxes=t[1]["boxes"][:, [2, 1, 0, 3]])]), r"targets\[1\]\['boxes'\]"),
+    ("zero-width box", lambda im, t: (im, [dict(t[0], boxes=t[0]["boxes"][:, [0, 1, 0, 3]]), t[1]]), r"targets\[0\]\['boxes'\]"),
     ("label out of range", lambda im, t: (im, [dict(t[0], labels=t[0]["labels"] + NUM_CLASSES), t[1]]), r"targets\[0\]\['labels'\]"),
     ("label background", lambda im, t: (im, [dict(t[0], labels=t[0]["labels"] * 0), t[1]]), r"targets\[0\]\['labels'\]"),
     ("labels count", lambda im, t: (im, [dict(t[0], labels=t[0]["labels"][:1]), t[1]]), r"targets\[0\]\['labels'\]"),
@@ -185,3 +186,65 @@ def test_no_detections_and_no_proposals(name, rng):
     if needs_proposals(name):  # training with no proposals: the ground truth is still sampled
         losses = run(model.train(), name, images, targets, rng, proposals=[torch.zeros(0, 4), torch.zeros(0, 4)])
         sum(losses.values()).backward()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", R50_NAMES)
+def test_cuda_train_and_eval(name, rng):
+    model = build(name).cuda().train()
+    images, targets = batch(rng)
+    proposals = [p.cuda() for p in proposals_for(targets, rng)]
+    images = [im.cuda() for im in images]
+    targets = [{k: v.cuda() for k, v in t.items()} for t in targets]
+    losses = run(model, name, images, targets, rng, proposals=proposals)
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        out = run(model, name, images, None, rng, proposals=proposals)
+    for r in out:
+        assert all(v.device.type == "cuda" for v in r.values())
+
+
+@pytest.mark.parametrize("overrides", [{"pooler": "pool"}, {"aligned": True, "sampling_ratio": 0}])
+def test_roi_pooling_switches(overrides, rng):
+    model = build("mask_rcnn_r50_fpn", **overrides).train()
+    assert model.roi_heads.box_pooler.kind == overrides.get("pooler", "align")
+    assert model.roi_heads.mask_pooler.aligned == overrides.get("aligned", False)
+    images, targets = batch(rng)
+    sum(model(images, targets).values()).backward()
+    with torch.no_grad():
+        out = model.eval()(images)
+    assert out[0]["masks"].shape[-2:] == images[0].shape[-2:]
+
+
+def test_paper_settings_of_the_builders():
+    fast = models.build("fast_rcnn_vgg16", 21)
+    assert fast.rpn is None and fast.roi_heads.box_pooler.kind == "pool"
+    assert fast.roi_heads.matcher.ignore_below == 0.1  # background IoU in [0.1, 0.5)
+    assert fast.roi_heads.box_coder.weights == (10.0, 10.0, 5.0, 5.0)
+    faster = build("faster_rcnn_vgg16")
+    assert faster.rpn.anchor_generator.num_anchors_per_location() == [9]
+    r = build("retinanet_r50_fpn")
+    assert r.anchor_generator.num_anchors_per_location() == [9] * 5
+    assert r.backbone.fpn.level_names == ["p3", "p4", "p5", "p6", "p7"]
+    torch.testing.assert_close(r.head.cls_logits.bias, torch.full_like(r.head.cls_logits.bias, -math.log(99)))
+    f = build("faster_rcnn_r50_fpn")
+    assert f.backbone.fpn.level_names == ["p2", "p3", "p4", "p5", "p6"]
+    assert f.rpn.matcher.high == 0.7 and f.rpn.matcher.low == 0.3 and f.rpn.nms_thresh == 0.7
+    assert f.rpn.sampler.batch_size == 256 and f.rpn.sampler.positive_fraction == 0.5
+    assert f.roi_heads.sampler.batch_size == 64 and f.roi_heads.sampler.positive_fraction == 0.25  # tiny override
+    assert models.build("faster_rcnn_r50_fpn", 3).roi_heads.sampler.batch_size == 512
+
+
+def test_rpn_proposals_are_top_n_inside_the_image(rng):
+    model = build("faster_rcnn_r50_fpn").eval()
+    images, _ = batch(rng)
+    batch_, _ = model.transform(images)
+    with torch.no_grad():
+        feats = model.backbone(batch_.tensors)
+        proposals, losses = model.rpn(batch_.shape, batch_.image_sizes, feats)
+    assert losses == {}
+    for p, (h, w) in zip(proposals, batch_.image_sizes):
+        assert 0 < p.shape[0] <= model.rpn.post_nms_top_n["testing"]
+        assert (p[:, 0] >= 0).all() and (p[:, 2] <= w).all() and (p[:, 1] >= 0).all() and (p[:, 3] <= h).all()

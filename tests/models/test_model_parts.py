@@ -1,11 +1,9 @@
 """The pure-tensor parts: matcher, sampler, FPN level rule, transform,
 keypoint decoding, truncated SVD."""
 
-import numpy as np
 import pytest
 import torch
 
-import detcore.models as models
 from detcore.models.roi_heads.keypoint_head import heatmaps_to_keypoints, keypoint_targets
 from detcore.models.roi_heads.matching import BELOW_LOW, BETWEEN, BalancedSampler, Matcher
 from detcore.models.roi_heads.poolers import RoIPooler
@@ -95,10 +93,11 @@ def test_keypoint_targets_and_decoding_agree(rng):
     assert not valid[0, 0] and not valid[1, 1] and valid.sum() == 8
 
 
-def test_low_rank_linear_is_the_truncated_svd(rng):
-    layer = torch.nn.Linear(40, 30)
+@pytest.mark.parametrize("in_f, out_f", [(40, 30), (30, 40)])
+def test_low_rank_linear_is_the_truncated_svd(rng, in_f, out_f):
+    layer = torch.nn.Linear(in_f, out_f)
     full = low_rank_linear(layer, 30)
-    x = torch.tensor(rng.normal(size=(7, 40)), dtype=torch.float32)
+    x = torch.tensor(rng.normal(size=(7, in_f)), dtype=torch.float32)
     torch.testing.assert_close(full(x), layer(x), atol=1e-4, rtol=1e-4)
     # rank k: the error is the (k+1)-th singular value at most, per unit input
     s = torch.linalg.svdvals(layer.weight.detach())

@@ -21,17 +21,25 @@ def low_rank_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     out_f, in_f = layer.weight.shape
     if not 1 <= rank <= min(out_f, in_f):
         raise ValueError(f"rank: expected 1..{min(out_f, in_f)} for a {in_f} -> {out_f} layer, got {rank}")
-    # float32 is accurate enough for a compression and keeps VGG16's
-    # 4096 x 25088 fc6 affordable; float64 layers stay float64
-    w = layer.weight.detach()
-    w = w if w.dtype == torch.float64 else w.float()
-    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    # The rank-k truncation is the projection of W onto its top-k singular
+    # subspace: from the eigenvectors of the smaller Gram matrix (float64),
+    # W_k = U_k (U_k^T W) or (W V_k) V_k^T. Several times faster than a full
+    # SVD of VGG16's 4096 x 25088 fc6, and no division by singular values.
+    w = layer.weight.detach().to(torch.float64)
+    if out_f <= in_f:
+        _, vecs = torch.linalg.eigh(w @ w.T)
+        u_k = vecs[:, -rank:].flip(1)  # eigenvalues ascend: the top k, largest first
+        left, right = u_k, u_k.T @ w
+    else:
+        _, vecs = torch.linalg.eigh(w.T @ w)
+        v_k = vecs[:, -rank:].flip(1)
+        left, right = w @ v_k, v_k.T
     first = nn.Linear(in_f, rank, bias=False)
     second = nn.Linear(rank, out_f, bias=layer.bias is not None)
     dtype, device = layer.weight.dtype, layer.weight.device
     with torch.no_grad():
-        first.weight.copy_((s[:rank, None] * vh[:rank]).to(dtype))
-        second.weight.copy_(u[:, :rank].to(dtype))
+        first.weight.copy_(right.to(dtype))
+        second.weight.copy_(left.to(dtype))
         if layer.bias is not None:
             second.bias.copy_(layer.bias.detach())
     return nn.Sequential(first, second).to(device)

@@ -38,8 +38,12 @@ def check_targets(
             raise ValueError(f"targets[{i}]['boxes']: expected a float tensor, got {boxes.dtype}")
         if not torch.isfinite(boxes).all():
             raise ValueError(f"targets[{i}]['boxes']: expected finite coordinates")
-        if ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
-            raise ValueError(f"targets[{i}]['boxes']: expected x2 >= x1 and y2 >= y1")
+        # zero-size boxes too: their regression targets would be log(0)
+        bad = torch.where((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))[0]
+        if bad.numel():
+            raise ValueError(
+                f"targets[{i}]['boxes']: expected x2 > x1 and y2 > y1, box {int(bad[0])} is {boxes[bad[0]].tolist()}"
+            )
         n = boxes.shape[0]
         if labels.shape != (n,):
             raise ValueError(f"targets[{i}]['labels']: expected shape ({n},) to match the boxes, got {tuple(labels.shape)}")

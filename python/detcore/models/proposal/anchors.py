@@ -4,7 +4,6 @@ checkpoints match), the boxes themselves from `detcore.ops.make_anchors`."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ... import ops
