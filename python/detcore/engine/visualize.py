@@ -90,9 +90,14 @@ def plot_training_curves(records: Sequence[dict], path: str, title: str = "train
     if train:
         its = [r["iteration"] for r in train]
         terms = sorted({k for r in train for k in r if k.startswith("loss_")})
-        ax_loss.plot(its, [r["loss"] for r in train], label="loss", color="black", linewidth=1.6)
+        losses = np.array([r["loss"] for r in train], dtype=np.float64)
+        ax_loss.plot(its, losses, color="black", linewidth=0.6, alpha=0.35)
+        window = max(1, len(losses) // 15)
+        smooth = [np.median(losses[max(0, i - window + 1):i + 1]) for i in range(len(losses))]
+        ax_loss.plot(its, smooth, label=f"loss (running median of {window} logs)" if window > 1 else "loss", color="black",
+                     linewidth=1.8)
         for term in terms:
-            ax_loss.plot(its, [r.get(term, np.nan) for r in train], label=term, linewidth=0.9)
+            ax_loss.plot(its, [r.get(term, np.nan) for r in train], label=term, linewidth=0.8, alpha=0.8)
         ax_lr.plot(its, [r["lr"] for r in train], color="tab:blue")
     ax_loss.set_xlabel("iteration")
     ax_loss.set_ylabel("loss")
