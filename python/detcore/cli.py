@@ -230,6 +230,8 @@ def cmd_train(args):
     cfg = _settings(TrainConfig(), settings)
     cache = args.output
     train_set = build_dataset(args.data, train=True, cache_dir=cache)
+    if len(train_set) == 0:
+        raise UsageError(f"--data {args.data}: no image with a usable (non-crowd, non-difficult) instance")
     val_set = build_dataset(args.val_data, train=False, cache_dir=cache) if args.val_data else None
     if val_set is not None and val_set.class_names != train_set.class_names:
         raise UsageError(f"--val-data has classes {val_set.class_names[1:]}, --data has {train_set.class_names[1:]}")
