@@ -45,3 +45,25 @@ def smooth_l1_loss(input: torch.Tensor, target: torch.Tensor, beta: float) -> to
     diff = (input - target).abs()
     loss = torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta) if beta > 0 else diff
     return loss.sum()
+
+
+class ConvStack(nn.Module):
+    """`num_convs` 3x3 convolutions with ReLU, He-initialised: the body of
+    the mask head (4 x 256) and of the keypoint head (8 x 512)."""
+
+    def __init__(self, in_channels: int, num_convs: int, width: int):
+        super().__init__()
+        convs, c = [], in_channels
+        for _ in range(num_convs):
+            convs.append(nn.Conv2d(c, width, 3, padding=1))
+            c = width
+        self.convs = nn.ModuleList(convs)
+        for m in self.convs:
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+        self.out_channels = width
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        return x

@@ -8,24 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import ConvStack
 
-class KeypointHead(nn.Module):
+
+class KeypointHead(ConvStack):
     def __init__(self, in_channels: int, num_convs: int = 8, width: int = 512):
-        super().__init__()
-        convs, c = [], in_channels
-        for _ in range(num_convs):
-            convs.append(nn.Conv2d(c, width, 3, padding=1))
-            c = width
-        self.convs = nn.ModuleList(convs)
-        for m in self.convs:
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.constant_(m.bias, 0)
-        self.out_channels = width
-
-    def forward(self, x):
-        for conv in self.convs:
-            x = F.relu(conv(x))
-        return x
+        super().__init__(in_channels, num_convs, width)
 
 
 class KeypointPredictor(nn.Module):
