@@ -167,8 +167,8 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
                 loss_dict = net(images, targets)
             loss = sum(loss_dict.values())
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {float(loss)} at iteration {iteration}: "
-                                         f"{ {k: float(v) for k, v in loss_dict.items()} }; lower base_lr or "
+                raise FloatingPointError(f"the loss became {loss.item()} at iteration {iteration}: "
+                                         f"{ {k: v.item() for k, v in loss_dict.items()} }; lower base_lr or "
                                          f"set clip_grad_norm")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
