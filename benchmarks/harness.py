@@ -25,6 +25,9 @@ class Case:
     goal: Optional[float] = None  # the ratio the op aims for
     # Called before each timed call on CUDA, to wait for the device.
     sync: Callable[[], None] = lambda: None
+    # The least memory traffic the op needs (bytes), for memory-bound ops:
+    # the table then shows detcore's effective bandwidth.
+    bytes_moved: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -34,12 +37,19 @@ class Row:
     detcore_ms: float
     torchvision_ms: Optional[float]
     goal: Optional[float]
+    bytes_moved: Optional[int] = None
 
     @property
     def ratio(self) -> Optional[float]:
         if self.torchvision_ms is None:
             return None
         return self.torchvision_ms / self.detcore_ms
+
+    @property
+    def gbps(self) -> Optional[float]:
+        if self.bytes_moved is None:
+            return None
+        return self.bytes_moved / (self.detcore_ms * 1e-3) / 1e9
 
 
 def median_ms(fn, sync, min_runs=5, min_seconds=1.0, max_runs=200) -> float:
@@ -84,19 +94,23 @@ def run_case(case: Case, min_seconds: float, device: str = "cpu") -> Row:
             return median_ms(fn, case.sync, min_seconds=min_seconds)
     detcore_ms = measure(case.detcore)
     tv_ms = measure(case.torchvision) if case.torchvision else None
-    return Row(case.op, case.workload, detcore_ms, tv_ms, case.goal)
+    return Row(case.op, case.workload, detcore_ms, tv_ms, case.goal, case.bytes_moved)
 
 
 def format_table(rows) -> str:
+    with_bandwidth = any(r.bytes_moved for r in rows)
     lines = [
-        "| op | workload | detcore ms | torchvision ms | speed-up | goal |",
-        "|---|---|---:|---:|---:|---:|",
+        "| op | workload | detcore ms | torchvision ms | speed-up | goal |" + (" detcore GB/s |" if with_bandwidth else ""),
+        "|---|---|---:|---:|---:|---:|" + ("---:|" if with_bandwidth else ""),
     ]
     for r in rows:
         tv = f"{r.torchvision_ms:.3f}" if r.torchvision_ms is not None else "-"
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         goal = f">= {r.goal:g}x" if r.goal else "-"
-        lines.append(f"| {r.op} | {r.workload} | {r.detcore_ms:.3f} | {tv} | {ratio} | {goal} |")
+        line = f"| {r.op} | {r.workload} | {r.detcore_ms:.3f} | {tv} | {ratio} | {goal} |"
+        if with_bandwidth:
+            line += f" {r.gbps:.0f} |" if r.gbps is not None else " - |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -105,7 +119,7 @@ def write_json(rows, path, extra=None) -> None:
         "machine": platform.platform(),
         "processor": platform.processor(),
         **(extra or {}),
-        "results": [dict(dataclasses.asdict(r), ratio=r.ratio) for r in rows],
+        "results": [dict(dataclasses.asdict(r), ratio=r.ratio, gbps=r.gbps) for r in rows],
     }
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
