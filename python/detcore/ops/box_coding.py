@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, kind_of, to_numpy, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, prepare, torch
 
 DEFAULT_CLAMP = math.log(1000.0 / 16)  # the largest dw, dh fed to exp, as torchvision
 
@@ -95,10 +95,10 @@ def encode_boxes(reference_boxes, proposals, weights=(1.0, 1.0, 1.0, 1.0)):
         tensors it never requires grad (no gradient flows to either input).
     """
     weights = _check_weights(weights)
-    if kind_of(reference_boxes=reference_boxes, proposals=proposals) == TORCH_KIND:
+    kind, (reference_boxes, proposals) = prepare(reference_boxes=reference_boxes, proposals=proposals)
+    if kind == TORCH_KIND:
         return torch.ops.detcore.encode_boxes(reference_boxes.detach(), proposals.detach(), weights)
-    return _encode_boxes(NUMPY, to_numpy(reference_boxes, "reference_boxes"), to_numpy(proposals, "proposals"),
-                         weights)
+    return _encode_boxes(NUMPY, reference_boxes, proposals, weights)
 
 
 def decode_boxes(deltas, boxes, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAMP):
@@ -125,9 +125,7 @@ def decode_boxes(deltas, boxes, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAM
     """
     weights = _check_weights(weights)
     clamp = _check_clamp(clamp)
-    kind = kind_of(deltas=deltas, boxes=boxes)
-    if kind != TORCH_KIND:
-        deltas, boxes = to_numpy(deltas, "deltas"), to_numpy(boxes, "boxes")
+    kind, (deltas, boxes) = prepare(deltas=deltas, boxes=boxes)
     if _is_floating(deltas) and _is_floating(boxes) and boxes.dtype != deltas.dtype:
         boxes = boxes.to(deltas.dtype) if kind == TORCH_KIND else boxes.astype(deltas.dtype)
     if kind == TORCH_KIND:

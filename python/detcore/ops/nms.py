@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, kind_of, to_numpy, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, prepare, torch
 
 
 def _check_threshold(iou_threshold) -> float:
@@ -41,7 +41,12 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
             xp.native(boxes), xp.native(scores), xp.native(idxs), iou_threshold, xp.native(keep),
             xp.native(workspace), stream,
         )
-    return keep[:count]
+    if count == n:
+        return keep
+    # An exact-size result, so a few kept boxes don't hold an N-long buffer.
+    kept = xp.empty((count,), xp.int64, like=boxes)
+    kept[:] = keep[:count]
+    return kept
 
 
 def nms(boxes, scores, iou_threshold):
@@ -66,9 +71,10 @@ def nms(boxes, scores, iou_threshold):
     Returns:
         int64 (K,) indices of the kept boxes in decreasing score order.
     """
-    if kind_of(boxes=boxes, scores=scores) == TORCH_KIND:
+    kind, (boxes, scores) = prepare(boxes=boxes, scores=scores)
+    if kind == TORCH_KIND:
         return torch.ops.detcore.nms(boxes, scores, _check_threshold(iou_threshold))
-    return _nms(NUMPY, to_numpy(boxes, "boxes"), to_numpy(scores, "scores"), None, iou_threshold)
+    return _nms(NUMPY, boxes, scores, None, iou_threshold)
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold):
@@ -87,9 +93,10 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
     Returns:
         int64 (K,) indices of the kept boxes in decreasing score order.
     """
-    if kind_of(boxes=boxes, scores=scores, idxs=idxs) == TORCH_KIND:
+    kind, (boxes, scores, idxs) = prepare(boxes=boxes, scores=scores, idxs=idxs)
+    if kind == TORCH_KIND:
         return torch.ops.detcore.batched_nms(boxes, scores, idxs, _check_threshold(iou_threshold))
-    return _nms(NUMPY, to_numpy(boxes, "boxes"), to_numpy(scores, "scores"), to_numpy(idxs, "idxs"), iou_threshold)
+    return _nms(NUMPY, boxes, scores, idxs, iou_threshold)
 
 
 if torch is not None:
