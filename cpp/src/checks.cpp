@@ -1,6 +1,7 @@
 #include "checks.h"
 
 #include <cmath>
+#include <cstdint>
 
 namespace detcore::check {
 
@@ -65,6 +66,12 @@ void same_device(const TensorRef& a, const char* a_name, const TensorRef& b, con
 
 void data(const TensorRef& t, const char* name) {
   if (t.data == nullptr && t.numel() != 0) throw_value_error(name, ": null data pointer for a non-empty array");
+}
+
+void aligned(const TensorRef& t, const char* name) {
+  if (t.numel() != 0 && reinterpret_cast<uintptr_t>(t.data) % 16 != 0) {
+    throw_value_error(name, ": expected memory aligned to 16 bytes (a fresh allocation), got address ", t.data);
+  }
 }
 
 void non_negative(double value, const char* name) {

@@ -25,6 +25,9 @@ void same_dtype(const TensorRef& a, const char* a_name, const TensorRef& b, cons
 void same_device(const TensorRef& a, const char* a_name, const TensorRef& b, const char* b_name);
 // Non-null data unless the tensor is empty.
 void data(const TensorRef& t, const char* name);
+// A workspace the kernels may view as any element type: its start is
+// aligned to 16 bytes (what the allocators of numpy, torch and CUDA give).
+void aligned(const TensorRef& t, const char* name);
 // Finite and >= 0 (thresholds).
 void non_negative(double value, const char* name);
 void positive(int64_t value, const char* name);

@@ -89,6 +89,7 @@ void sigmoid_focal_loss(const TensorRef& inputs, const TensorRef& targets, doubl
       throw_value_error("workspace: expected at least ", needed, " bytes, got ", workspace->numel());
     }
     check::data(*workspace, "workspace");
+    check::aligned(*workspace, "workspace");
   }
   check::data(inputs, "inputs");
   check::data(targets, "targets");

@@ -20,6 +20,11 @@ void check_params(const RoIAlignParams& p) {
   if (!(p.spatial_scale > 0.0) || !std::isfinite(p.spatial_scale)) {
     throw_value_error("spatial_scale: expected a finite number > 0, got ", p.spatial_scale);
   }
+  // The adaptive grid is capped at the same size, so no bin samples more.
+  if (p.sampling_ratio > math::kMaxRoIAlignGrid) {
+    throw_value_error("sampling_ratio: expected at most ", math::kMaxRoIAlignGrid, " samples per axis, got ",
+                      p.sampling_ratio);
+  }
 }
 
 // The CPU kernels index images by the RoIs' batch indices: each must be an
@@ -93,6 +98,7 @@ void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, co
     throw_value_error("workspace: expected at least ", needed, " bytes, got ", workspace.numel());
   }
   check::data(workspace, "workspace");
+  check::aligned(workspace, "workspace");
   if (grad_input.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(grad_input, "roi_align_backward",
                           cpu::roi_align_backward(grad_output, boxes, grad_input, params),

@@ -288,6 +288,7 @@ def _good():
         (dict(spatial_scale="1"), TypeError, "spatial_scale"),
         (dict(sampling_ratio=2.0), TypeError, "sampling_ratio"),
         (dict(sampling_ratio=True), TypeError, "sampling_ratio"),
+        (dict(sampling_ratio=2**40), ValueError, "sampling_ratio"),
         (dict(aligned=1), TypeError, "aligned"),
     ],
 )
@@ -314,6 +315,9 @@ def test_native_entry_checks_what_the_python_layer_does_not():
     with pytest.raises(TypeError, match="workspace"):
         detcore._C.roi_align_backward(out, rois, np.empty_like(features), np.empty(0, np.float32), 1.0, 2, 2, -1,
                                       False, False)
+    misaligned = np.empty(17, np.uint8)[1:]
+    with pytest.raises(ValueError, match="workspace: expected memory aligned"):
+        detcore._C.roi_align_backward(out, rois, np.empty_like(features), misaligned, 1.0, 2, 2, -1, False, False)
 
 
 # --- autograd, torch, torch.compile, DLPack ---------------------------------------------------

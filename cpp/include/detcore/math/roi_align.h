@@ -26,21 +26,13 @@
 #include <cstdint>
 
 #include "detcore/macros.h"
+#include "detcore/math/rois.h"
 
 namespace detcore::math {
 
 // Cap on an adaptive sampling grid (per axis). Only RoIs over a million
 // times larger than the feature map reach it; torchvision overflows an int.
 constexpr int64_t kMaxRoIAlignGrid = int64_t{1} << 24;
-
-// The image an RoI belongs to: its batch index if that is an integer in
-// [0, batch_size), else -1 (NaN included).
-template <typename T>
-DETCORE_HOST_DEVICE int64_t roi_batch_index(T value, int64_t batch_size) {
-  if (!(value >= T(0) && value < static_cast<T>(batch_size))) return -1;
-  const int64_t n = static_cast<int64_t>(value);
-  return static_cast<T>(n) == value ? n : -1;
-}
 
 template <typename T>
 struct RoIAlignGeometry {

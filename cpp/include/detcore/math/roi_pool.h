@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "detcore/macros.h"
+#include "detcore/math/rois.h"
 
 namespace detcore::math {
 
@@ -117,17 +118,6 @@ DETCORE_HOST_DEVICE RoiPoolSpan roi_pool_rows(const RoiPoolGrid<T>& grid, int64_
 template <typename T>
 DETCORE_HOST_DEVICE RoiPoolSpan roi_pool_cols(const RoiPoolGrid<T>& grid, int64_t pw, int64_t width) {
   return grid.valid ? roi_pool_bin(grid.x, pw, width) : RoiPoolSpan{0, 0};
-}
-
-// The batch index of an RoI, or -1 unless `value` is an integer in
-// [0, batch_size) (NaN included). The CPU entry refuses -1; the CUDA kernel
-// outputs zeros for it.
-template <typename T>
-DETCORE_HOST_DEVICE int64_t roi_batch_index(T value, int64_t batch_size) {
-  if (!(value >= T(0) && value < static_cast<T>(batch_size))) return -1;
-  if (roi_pool_detail::floor_of(value) != value) return -1;
-  const int64_t index = static_cast<int64_t>(value);  // finite and bounded here
-  return index < batch_size ? index : -1;
 }
 
 }  // namespace detcore::math
