@@ -292,6 +292,19 @@ class TestTorch:
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(x1.grad, x2.grad)
 
+    def test_torch_compile_dynamic_shapes_with_symbolic_alpha_and_gamma(self, rng):
+        x, labels = random_problem(rng, dtype=np.float32)
+        targets = torch.from_numpy(one_hot(labels, x.shape[1], np.float32))
+        compiled = torch.compile(lambda i, t: sigmoid_focal_loss(i, t, reduction="sum"), fullgraph=True, dynamic=True)
+        xt = torch.from_numpy(x)
+        torch.testing.assert_close(compiled(xt, targets), sigmoid_focal_loss(xt, targets, reduction="sum"))
+
+    def test_second_derivatives_are_refused_not_silently_zero(self, rng):
+        x = torch.tensor([0.3, -1.2], dtype=torch.float64, requires_grad=True)
+        t = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        with pytest.raises(RuntimeError, match="second derivatives"):
+            torch.autograd.grad(sigmoid_focal_loss(x, t, reduction="sum"), x, create_graph=True)
+
     def test_targets_requiring_grad_are_refused(self, rng):
         x = torch.zeros(3, 4, requires_grad=True)
         with pytest.raises(ValueError, match="targets"):

@@ -66,6 +66,6 @@ def pooled_size(output_size) -> tuple[int, int]:
 def spatial_scale_arg(spatial_scale) -> float:
     """The feature-map scale of the RoI coordinates: a finite number > 0."""
     value = check_float(spatial_scale, "spatial_scale")
-    if not (value > 0 and math.isfinite(value)):
+    if not 0 < value < math.inf:  # not math.isfinite: symbolic under torch.compile
         raise ValueError(f"spatial_scale: expected a finite number > 0, got {value}")
     return value

@@ -18,14 +18,14 @@ def _check_reduction(reduction) -> str:
 
 def _check_alpha(alpha) -> float:
     alpha = check_float(alpha, "alpha")
-    if math.isnan(alpha) or alpha > 1:
+    if not alpha <= 1:  # comparisons, not math.isnan: alpha may be symbolic under torch.compile
         raise ValueError(f"alpha: expected a number in [0, 1], or negative to disable the weighting, got {alpha}")
     return alpha
 
 
 def _check_gamma(gamma) -> float:
     gamma = check_float(gamma, "gamma", minimum=0.0)
-    if math.isinf(gamma):
+    if not gamma < math.inf:
         raise ValueError(f"gamma: expected a finite number >= 0, got {gamma}")
     return gamma
 
@@ -171,6 +171,10 @@ if torch is not None:
                 "require grad when it ran)"
             )
         (grad,) = ctx.saved_tensors
+        if torch.is_grad_enabled() and (grad_loss.requires_grad or grad.requires_grad):
+            # create_graph=True: the saved gradient is a constant of the forward
+            # pass, so a second derivative through it would be silently 0.
+            raise RuntimeError("sigmoid_focal_loss: second derivatives are not supported")
         # grad_loss is 0-d for sum / mean and broadcasts.
         return grad * grad_loss, None, None, None, None, None
 

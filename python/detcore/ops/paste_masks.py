@@ -37,7 +37,7 @@ def _threshold(threshold) -> Optional[float]:
     if threshold is None:
         return None
     value = check_float(threshold, "threshold")
-    if not math.isfinite(value):
+    if not -math.inf < value < math.inf:  # not math.isfinite: symbolic under torch.compile
         raise ValueError(f"threshold: expected a finite number, got {value}")
     return value
 
