@@ -147,3 +147,15 @@ def test_trainable_stages_freeze_the_rest(stages):
     body.train()
     a = body(x)["c5"]
     assert torch.equal(a, body.eval()(x)["c5"])
+
+
+def test_pooler_keeps_float32_rois_with_half_precision_features():
+    # Under AMP the FPN features are float16 but the boxes float32: a 300 px box
+    # must still go to level 4 (index 2), and pooling must match float32.
+    names, strides = ["p2", "p3", "p4", "p5"], [4, 8, 16, 32]
+    pooler = RoIPooler(names, strides, 7, sampling_ratio=2)
+    features = {n: torch.randn(1, 4, 256 // s, 256 // s) for n, s in zip(names, strides)}
+    boxes = [torch.tensor([[0.0, 0.0, 300.0, 300.0], [3.25, 3.5, 40.0, 50.0]])]
+    half = {n: f.half() for n, f in features.items()}
+    assert pooler.level_of(boxes[0]).tolist() == [2, 0]
+    torch.testing.assert_close(pooler(half, boxes), pooler({n: f.float() for n, f in half.items()}, boxes))

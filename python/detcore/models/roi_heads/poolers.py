@@ -50,9 +50,16 @@ class RoIPooler(nn.Module):
         self.canonical_level = canonical_level
 
     def _pool(self, x, rois, scale):
+        # Under AMP the features are half precision while the RoIs stay float32:
+        # pool in the wider type (torchvision's autocast rule for roi_align), so
+        # coordinates above 2048 keep their sub-pixel part.
+        dtype = torch.promote_types(x.dtype, rois.dtype)
+        x, rois = x.to(dtype), rois.to(dtype)
         if self.kind == "pool":
-            return ops.roi_pool(x, rois, self.output_size, scale)
-        return ops.roi_align(x, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
+            pooled = ops.roi_pool(x, rois, self.output_size, scale)
+        else:
+            pooled = ops.roi_align(x, rois, self.output_size, scale, self.sampling_ratio, self.aligned)
+        return pooled
 
     def level_of(self, boxes: torch.Tensor) -> torch.Tensor:
         """Index (into level_names) of the level each box is pooled from."""
@@ -63,13 +70,14 @@ class RoIPooler(nn.Module):
 
     def forward(self, features, boxes):
         feats = [features[n] for n in self.level_names]
-        rois = torch.cat(
-            [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
-        ).to(feats[0].dtype)
+        # The RoIs keep the boxes' dtype: in half precision box areas overflow
+        # and would send large boxes to the wrong level.
+        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0)
         if len(feats) == 1:
             return self._pool(feats[0], rois, self.scales[0])
         levels = self.level_of(rois[:, 1:])
-        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1]) + self.output_size)
+        out_dtype = torch.promote_types(feats[0].dtype, rois.dtype)
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1]) + self.output_size, dtype=out_dtype)
         for lvl, (x, scale) in enumerate(zip(feats, self.scales)):
             idx = torch.where(levels == lvl)[0]
             if idx.numel():
