@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a detector")
     _add_common(p, output_required=True)
-    p.add_argument("--model", required=True, help="a detcore.models name (mask_rcnn, ...) or module:function")
+    p.add_argument("--model", required=True, help="a detcore.models name (mask_rcnn_r50_fpn, ...; see detcore.models.available()) or module:function")
     p.add_argument("--data", required=True, help="training dataset spec")
     p.add_argument("--val-data", default=None, help="validation dataset spec (evaluated at the end)")
     p.add_argument("--weights", default=None, help="initial weights (a detcore checkpoint)")

@@ -118,7 +118,7 @@ _B, _S, _I = np.zeros((3, 4), np.float32), np.zeros(3, np.float32), np.zeros(3, 
         (_B, np.zeros(2, np.float32), _I, 0.5, ValueError, "scores"),
         (_B, _S, np.zeros(4, np.int64), 0.5, ValueError, "idxs"),
         (_B, _S, np.zeros((3, 1), np.int64), 0.5, ValueError, "idxs"),
-        (_B, _S, np.zeros(3, np.int32), 0.5, TypeError, "idxs"),
+        (_B, _S, np.zeros(3, np.float32), 0.5, TypeError, "idxs"),
         (_B, _S, np.zeros(3, np.float32), 0.5, TypeError, "idxs"),
         (_B, np.zeros(3, np.float64), _I, 0.5, TypeError, "scores"),
         (np.zeros((3, 4), np.int32), np.zeros(3, np.int32), _I, 0.5, TypeError, "boxes"),
@@ -161,9 +161,18 @@ class TestTorch:
         expected = reference_batched_nms(boxes.numpy(), scores.numpy(), idxs.numpy(), 0.5)
         torch.testing.assert_close(compiled(boxes, scores, idxs), boxes[torch.from_numpy(expected)] * 2)
 
-    def test_int32_class_ids_are_refused(self):
+    def test_class_ids_of_any_integer_dtype_are_taken_as_int64(self, rng):
+        boxes = torch.from_numpy(random_boxes(rng, 50, dtype=np.float32))
+        scores = torch.from_numpy(rng.random(50, dtype=np.float32))
+        idxs = torch.from_numpy(rng.integers(0, 4, 50))
+        expected = batched_nms(boxes, scores, idxs, 0.3)
+        for dtype in (torch.int32, torch.int16, torch.uint8):
+            torch.testing.assert_close(batched_nms(boxes, scores, idxs.to(dtype), 0.3), expected)
+        np.testing.assert_array_equal(
+            batched_nms(boxes.numpy(), scores.numpy(), idxs.numpy().astype(np.int32), 0.3), expected.numpy()
+        )
         with pytest.raises(TypeError, match="idxs"):
-            batched_nms(torch.zeros((2, 4)), torch.zeros(2), torch.zeros(2, dtype=torch.int32), 0.5)
+            batched_nms(boxes, scores, idxs.float(), 0.3)
 
     @pytest.mark.cuda
     @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])

@@ -1,6 +1,6 @@
 """Building a detector by name.
 
-A name from ``detcore.models`` (``mask_rcnn``, ``faster_rcnn``, ...), or
+A name from ``detcore.models`` (``mask_rcnn_r50_fpn``, ``faster_rcnn_r50_fpn``, ...), or
 ``package.module:function`` for a detector of your own, built as
 ``function(num_classes, **overrides)`` and obeying the same contract
 (train: ``model(images, targets) -> dict of losses``; eval:

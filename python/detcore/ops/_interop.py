@@ -94,6 +94,11 @@ def prepare(**arrays):
     return TORCH_KIND, [None if x is None else torch.from_dlpack(x) for x in arrays.values()]
 
 
+def dtype_name(dtype) -> str:
+    """'float32' for numpy and torch dtypes alike (for messages and _C)."""
+    return str(dtype).removeprefix("torch.")
+
+
 def check_int(value, name: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _C
 from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, prepare, torch
 
@@ -23,6 +25,15 @@ def _check_nms_args(boxes, scores, idxs, iou_threshold) -> float:
         if idxs.shape[0] != boxes.shape[0]:
             raise ValueError(f"idxs: expected shape ({boxes.shape[0]},) to match boxes, got {tuple(idxs.shape)}")
     return _check_threshold(iou_threshold)
+
+
+def _as_int64_class_ids(idxs):
+    """Class ids of any integer dtype as int64 (torchvision takes any)."""
+    if idxs.dtype in (np.int8, np.int16, np.int32, np.uint8, np.uint16, np.uint32):
+        return idxs.astype(np.int64)
+    if torch is not None and idxs.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
+        return idxs.to(torch.int64)
+    return idxs
 
 
 def _nms(xp, boxes, scores, idxs, iou_threshold):
@@ -87,13 +98,14 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
 
     Args:
         boxes: (N, 4) boxes, scores: (N,) as for `nms`.
-        idxs: (N,) int64 class ids (any values).
+        idxs: (N,) integer class ids (any values; converted to int64).
         iou_threshold: finite number >= 0.
 
     Returns:
         int64 (K,) indices of the kept boxes in decreasing score order.
     """
     kind, (boxes, scores, idxs) = prepare(boxes=boxes, scores=scores, idxs=idxs)
+    idxs = _as_int64_class_ids(idxs)
     if kind == TORCH_KIND:
         return torch.ops.detcore.batched_nms(boxes, scores, idxs, _check_threshold(iou_threshold))
     return _nms(NUMPY, boxes, scores, idxs, iou_threshold)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import _C
 from ._interop import (
     NUMPY,
@@ -20,6 +22,7 @@ from ._interop import (
     check_boxes,
     check_int,
     check_ndim,
+    dtype_name,
     torch,
 )
 from ._rois import pooled_size, prepare_rois, spatial_scale_arg
@@ -30,13 +33,9 @@ _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2] or a list of (Ki, 4)"
 def _check_params(spatial_scale, sampling_ratio, aligned) -> tuple[float, int, bool]:
     spatial_scale = spatial_scale_arg(spatial_scale)
     sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
-    if not isinstance(aligned, bool):
-        raise TypeError(f"aligned: expected a bool, got {type(aligned).__name__}")
-    return spatial_scale, sampling_ratio, aligned
-
-
-def _dtype_name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    if not isinstance(aligned, (bool, np.bool_)):
+        raise TypeError(f"aligned: expected True or False, got {aligned!r} ({type(aligned).__name__})")
+    return spatial_scale, sampling_ratio, bool(aligned)
 
 
 def _roi_align(xp, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
@@ -53,7 +52,7 @@ def _roi_align_backward(xp, grad, rois, spatial_scale, pooled_height, pooled_wid
     grad_input = xp.empty(tuple(input_shape), grad.dtype, like=grad)
     numel = math.prod(input_shape)
     is_cuda = getattr(grad, "is_cuda", False)
-    workspace_bytes = _C.roi_align_backward_workspace_bytes(_dtype_name(grad.dtype), is_cuda, numel, deterministic)
+    workspace_bytes = _C.roi_align_backward_workspace_bytes(dtype_name(grad.dtype), is_cuda, numel, deterministic)
     workspace = xp.empty((workspace_bytes,), xp.uint8, like=grad)
     _C.roi_align_backward(xp.native(grad), xp.native(rois), xp.native(grad_input), xp.native(workspace),
                           spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, deterministic,

@@ -9,6 +9,7 @@ from ._interop import (
     TORCH_KIND,
     check_boxes,
     check_ndim,
+    dtype_name,
     torch,
 )
 from ._rois import pooled_size, prepare_rois, spatial_scale_arg
@@ -22,7 +23,9 @@ def _check_args(input, rois) -> None:
     check_ndim(input, "input", 4, "(N, C, H, W)")
     check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
     if rois.dtype != input.dtype:
-        raise TypeError(f"boxes: expected the dtype of input ({input.dtype}), got {rois.dtype}")
+        raise TypeError(
+            f"boxes: expected the dtype of input ({dtype_name(input.dtype)}), got {dtype_name(rois.dtype)}"
+        )
 
 
 def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_width: int):
