@@ -115,3 +115,10 @@ def test_dlpack_input_is_zero_copy_and_result_is_dlpack(rng):
     b = random_boxes(rng, 6, dtype=np.float32)
     out = box_iou(DLPackArray(b), DLPackArray(b))
     np.testing.assert_array_equal(np.from_dlpack(out), box_iou(b, b))
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch")
+def test_backward_raises_rather_than_giving_a_wrong_gradient(rng):
+    b = torch.from_numpy(random_boxes(rng, 4, dtype=np.float32)).requires_grad_()
+    with pytest.raises(RuntimeError):
+        box_iou(b, b.detach()).sum().backward()

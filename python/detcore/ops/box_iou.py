@@ -24,6 +24,8 @@ def box_iou(boxes1, boxes2):
     Returns:
         (N, M) IoU in the dtype of the boxes. Boxes with x2 < x1 have a
         negative area, as in torchvision; two empty boxes give NaN (0 / 0).
+        Unlike torchvision's composed version it has no gradient (it serves
+        matching and NMS); a backward through it raises.
     """
     kind, (boxes1, boxes2) = prepare(boxes1=boxes1, boxes2=boxes2)
     if kind == TORCH_KIND:
