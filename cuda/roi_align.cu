@@ -43,6 +43,18 @@ __device__ RoIAlignGeometry<A> geometry_of(const T* roi, const Shape& s, const S
                                      p.sampling_ratio);
 }
 
+// (RoI, channel, bin row, bin column) of a flat (K, C, PH, PW) index.
+struct OutputPosition {
+  int64_t k, c, by, bx;
+};
+
+__device__ __forceinline__ OutputPosition output_position(int64_t idx, const Shape& s) {
+  const int64_t bx = idx % s.pooled_w;
+  const int64_t by = (idx / s.pooled_w) % s.pooled_h;
+  const int64_t c = (idx / (s.pooled_w * s.pooled_h)) % s.channels;
+  return {idx / (s.pooled_w * s.pooled_h * s.channels), c, by, bx};
+}
+
 template <typename T>
 __global__ void forward_kernel(const T* __restrict__ input, const T* __restrict__ boxes, T* __restrict__ out,
                                Shape s, Sampling p) {
@@ -50,10 +62,7 @@ __global__ void forward_kernel(const T* __restrict__ input, const T* __restrict_
   const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
-    const int64_t bx = idx % s.pooled_w;
-    const int64_t by = (idx / s.pooled_w) % s.pooled_h;
-    const int64_t c = (idx / (s.pooled_w * s.pooled_h)) % s.channels;
-    const int64_t k = idx / (s.pooled_w * s.pooled_h * s.channels);
+    const auto [k, c, by, bx] = output_position(idx, s);
     const T* roi = boxes + 5 * k;
     const int64_t n = math::roi_batch_index(static_cast<A>(roi[0]), s.batch);
     A value = A(0);
@@ -91,10 +100,7 @@ __global__ void backward_atomic_kernel(const T* __restrict__ grad_output, const 
   const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
-    const int64_t bx = idx % s.pooled_w;
-    const int64_t by = (idx / s.pooled_w) % s.pooled_h;
-    const int64_t c = (idx / (s.pooled_w * s.pooled_h)) % s.channels;
-    const int64_t k = idx / (s.pooled_w * s.pooled_h * s.channels);
+    const auto [k, c, by, bx] = output_position(idx, s);
     const T* roi = boxes + 5 * k;
     const int64_t n = math::roi_batch_index(static_cast<A>(roi[0]), s.batch);
     if (n < 0) continue;

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import ops
-
-DEFAULT_CLAMP = math.log(1000.0 / 16)
+from ..ops.box_coding import DEFAULT_CLAMP
 
 
 def clip_boxes(boxes: torch.Tensor, image_size) -> torch.Tensor:
@@ -39,8 +36,6 @@ class BoxCoder:
 
     def encode(self, gt_boxes: torch.Tensor, proposals: torch.Tensor) -> torch.Tensor:
         """Regression targets (N, 4) taking `proposals` onto `gt_boxes`."""
-        if gt_boxes.shape[0] == 0:
-            return gt_boxes.new_zeros((0, 4))
         return ops.encode_boxes(gt_boxes, proposals, self.weights)
 
     def decode(self, deltas: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -48,6 +43,4 @@ class BoxCoder:
         n = boxes.shape[0]
         k = deltas.shape[-1] // 4 if deltas.dim() > 1 else 1
         deltas = deltas.reshape(n, 4 * k)
-        if n == 0:
-            return deltas.new_zeros((0, k, 4))
-        return ops.decode_boxes(deltas, boxes.to(deltas.dtype), self.weights, self.clamp).reshape(n, k, 4)
+        return ops.decode_boxes(deltas, boxes, self.weights, self.clamp).reshape(n, k, 4)
