@@ -190,10 +190,18 @@ class TestTorch:
 
     @pytest.mark.cuda
     def test_cuda_huge_coordinates_do_not_mix_classes(self):
-        boxes = torch.tensor([[0, 0, 1e300, 1e300]] * 3, dtype=torch.float64, device="cuda")
+        # 1e150 keeps the areas (1e300) finite; at 1e300 they overflow to inf,
+        # the IoU is NaN and by the NaN rule nothing is suppressed.
+        boxes = torch.tensor([[0, 0, 1e150, 1e150]] * 3, dtype=torch.float64, device="cuda")
+        scores = torch.tensor([3.0, 2, 1], dtype=torch.float64, device="cuda")
         idxs = torch.tensor([0, 1, 0], device="cuda")
-        keep = batched_nms(boxes, torch.tensor([3.0, 2, 1], dtype=torch.float64, device="cuda"), idxs, 0.5)
+        keep = batched_nms(boxes, scores, idxs, 0.5)
         assert keep.cpu().tolist() == [0, 1]
+        assert keep.cpu().tolist() == batched_nms(boxes.cpu(), scores.cpu(), idxs.cpu(), 0.5).tolist()
+        overflowing = torch.full_like(boxes, 1e300)
+        overflowing[:, :2] = 0
+        assert (batched_nms(overflowing, scores, idxs, 0.5).cpu().tolist()
+                == batched_nms(overflowing.cpu(), scores.cpu(), idxs.cpu(), 0.5).tolist())
 
     @pytest.mark.cuda
     def test_cuda_torch_compile_fullgraph(self, rng):
