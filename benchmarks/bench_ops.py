@@ -46,15 +46,20 @@ def main(argv=None):
     folder = "gpu" if args.device == "cuda" else "cpu"
     package_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), folder)
     rows = []
+    failed_modules = []
     for module_info in sorted(pkgutil.iter_modules([package_dir]), key=lambda m: m.name):
         name = module_info.name.removeprefix("bench_")
         if not module_info.name.startswith("bench_") or (wanted and name not in wanted):
             continue
-        module = importlib.import_module(f"{folder}.{module_info.name}")
-        for case in module.cases(tv):
-            row = harness.run_case(case, args.min_seconds, args.device)
-            rows.append(row)
-            print(harness.format_table([row]).splitlines()[-1], flush=True)
+        try:
+            module = importlib.import_module(f"{folder}.{module_info.name}")
+            for case in module.cases(tv):
+                row = harness.run_case(case, args.min_seconds, args.device)
+                rows.append(row)
+                print(harness.format_table([row]).splitlines()[2], flush=True)
+        except Exception as e:  # a broken module costs its own rows, not the table
+            failed_modules.append(f"{module_info.name}: {type(e).__name__}: {e}")
+            print(f"{module_info.name} stopped: {type(e).__name__}: {e}", flush=True)
 
     print()
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"{detcore.num_threads()} CPU threads"
@@ -63,9 +68,14 @@ def main(argv=None):
     print(harness.format_table(rows))
     json_path = args.json or f"benchmarks/results/{args.device}_ops.json"
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    harness.write_json(rows, json_path, {"device": where, "torch": torch.__version__})
+    harness.write_json(rows, json_path, {"device": where, "torch": torch.__version__,
+                                         "failed_modules": failed_modules})
     print(f"wrote {json_path}")
+    for failure in failed_modules:
+        print(f"benchmark module failed: {failure}")
+    # Exit 1 when detcore itself failed somewhere (the peer lacking a dtype is not a failure).
+    return 1 if failed_modules or any("detcore" in r.errors for r in rows) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

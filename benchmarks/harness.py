@@ -34,20 +34,23 @@ class Case:
 class Row:
     op: str
     workload: str
-    detcore_ms: float
+    detcore_ms: Optional[float]
     torchvision_ms: Optional[float]
     goal: Optional[float]
     bytes_moved: Optional[int] = None
+    # Why a side has no time (an exception's first line), so one failing
+    # case never takes the table down with it.
+    errors: dict = dataclasses.field(default_factory=dict)
 
     @property
     def ratio(self) -> Optional[float]:
-        if self.torchvision_ms is None:
+        if self.torchvision_ms is None or self.detcore_ms is None:
             return None
         return self.torchvision_ms / self.detcore_ms
 
     @property
     def gbps(self) -> Optional[float]:
-        if self.bytes_moved is None:
+        if self.bytes_moved is None or self.detcore_ms is None:
             return None
         return self.bytes_moved / (self.detcore_ms * 1e-3) / 1e9
 
@@ -92,9 +95,20 @@ def run_case(case: Case, min_seconds: float, device: str = "cpu") -> Row:
     else:
         def measure(fn):
             return median_ms(fn, case.sync, min_seconds=min_seconds)
-    detcore_ms = measure(case.detcore)
-    tv_ms = measure(case.torchvision) if case.torchvision else None
-    return Row(case.op, case.workload, detcore_ms, tv_ms, case.goal, case.bytes_moved)
+    errors = {}
+
+    def try_measure(side, fn):
+        if fn is None:
+            return None
+        try:
+            return measure(fn)
+        except Exception as e:  # e.g. a dtype the peer has no kernel for
+            errors[side] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:200]
+            return None
+
+    detcore_ms = try_measure("detcore", case.detcore)
+    tv_ms = try_measure("torchvision", case.torchvision)
+    return Row(case.op, case.workload, detcore_ms, tv_ms, case.goal, case.bytes_moved, errors)
 
 
 def format_table(rows) -> str:
@@ -104,13 +118,17 @@ def format_table(rows) -> str:
         "|---|---|---:|---:|---:|---:|" + ("---:|" if with_bandwidth else ""),
     ]
     for r in rows:
+        dc = f"{r.detcore_ms:.3f}" if r.detcore_ms is not None else "error"
         tv = f"{r.torchvision_ms:.3f}" if r.torchvision_ms is not None else "-"
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         goal = f">= {r.goal:g}x" if r.goal else "-"
-        line = f"| {r.op} | {r.workload} | {r.detcore_ms:.3f} | {tv} | {ratio} | {goal} |"
+        line = f"| {r.op} | {r.workload} | {dc} | {tv} | {ratio} | {goal} |"
         if with_bandwidth:
             line += f" {r.gbps:.0f} |" if r.gbps is not None else " - |"
         lines.append(line)
+    errors = [f"- {r.op}, {r.workload}: {side}: {message}" for r in rows for side, message in r.errors.items()]
+    if errors:
+        lines += ["", "Not timed:"] + errors
     return "\n".join(lines)
 
 

@@ -19,22 +19,36 @@ def cases(tv):
         features = torch.randn(2, 256, 200, 272, device="cuda", dtype=dtype)
         rois = random_rois(1000, 2, 200, 272, 0.25, device="cuda").to(dtype)
         name = str(dtype).removeprefix("torch.")
+        # torchvision has no bfloat16 roi_align kernel: its float16 one, same
+        # sizes and bytes, is the reference for detcore's bfloat16.
+        tv_dtype = torch.float16 if dtype == torch.bfloat16 else dtype
+        tv_features, tv_rois = features.to(tv_dtype), rois.to(tv_dtype)
+        tv_note = " (tv: float16)" if tv_dtype != dtype else ""
         yield Case(
             "roi_align fwd",
-            f"2x256x200x272 {name}, 1000 RoIs, 7x7",
+            f"2x256x200x272 {name}, 1000 RoIs, 7x7{tv_note}",
             lambda f=features, r=rois: detcore.ops.roi_align(f, r, **kwargs),
-            (lambda f=features, r=rois: tv.roi_align(f, r, **kwargs)) if tv else None,
+            (lambda f=tv_features, r=tv_rois: tv.roi_align(f, r, **kwargs)) if tv else None,
             goal=1.5,
         )
         yield Case(
             "roi_align fwd+bwd",
-            f"2x256x200x272 {name}, 1000 RoIs, 7x7",
+            f"2x256x200x272 {name}, 1000 RoIs, 7x7{tv_note}",
             _fwd_bwd(detcore.ops.roi_align, features, rois, **kwargs),
-            _fwd_bwd(tv.roi_align, features, rois, **kwargs) if tv else None,
+            _fwd_bwd(tv.roi_align, tv_features, tv_rois, **kwargs) if tv else None,
             goal=2.0,
         )
     features = torch.randn(2, 256, 200, 272, device="cuda")
     rois = random_rois(1000, 2, 200, 272, 0.25, device="cuda")
+    # The goal: the deterministic gather backward within 2x of detcore's
+    # atomic one (the "torchvision" column here is detcore's atomic run).
+    yield Case(
+        "roi_align fwd+bwd deterministic",
+        "2x256x200x272 float32, 1000 RoIs, 7x7 (peer: detcore atomics)",
+        _fwd_bwd(detcore.ops.roi_align, features, rois, deterministic=True, **kwargs),
+        _fwd_bwd(detcore.ops.roi_align, features, rois, deterministic=False, **kwargs),
+        goal=0.5,
+    )
     yield Case(
         "roi_pool fwd+bwd",
         "2x256x200x272 float32, 1000 RoIs, 7x7",

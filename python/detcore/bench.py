@@ -44,5 +44,4 @@ def main(argv: Optional[List[str]] = None) -> int:
     spec = importlib.util.spec_from_file_location("detcore_bench_ops", os.path.join(directory, RUNNER))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # puts the benchmarks folder on sys.path for its case modules
-    module.main(list(argv or []))
-    return 0
+    return module.main(list(argv or [])) or 0
