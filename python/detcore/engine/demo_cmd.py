@@ -52,7 +52,9 @@ def run(args) -> int:
     meta = {"model": args.model, "model_overrides": model_overrides, "num_classes": train_set.num_classes,
             "class_names": train_set.class_names,
             "category_ids": [train_set.label_to_cat_id[i] for i in range(1, train_set.num_classes)],
-            "config": cfg.to_dict()}
+            "keypoint_names": train_set.keypoint_names, "config": cfg.to_dict(),
+            # what `detcore train -o OUTPUT --resume` needs to continue the demo's run
+            "data": "coco:{}:{}".format(*paths["train"]), "val_data": "coco:{}:{}".format(*paths["val"])}
     t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         train(model, train_set, cfg, output, device=device, meta=meta)
