@@ -277,3 +277,13 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(shapes, tmp_path):
     stopped = int(m.group(1))
     assert cli.main(["train", "-o", str(out), "--resume", f"max_iter={stopped + 2}"]) == 0
     assert [r["iteration"] for r in _records(out) if "loss" in r] == list(range(1, stopped + 3))
+
+
+def test_settings_that_do_not_fit_the_run_are_one_line(shapes, tmp_path, capsys):
+    train, _, _ = shapes
+    assert _train(tmp_path / "a", train, "max_iter=1", "freeze=('nothing.',)") == 2
+    assert "freeze: no parameter name starts with" in capsys.readouterr().err
+    assert _train(tmp_path / "b", train, "max_iter=2") == 0
+    assert cli.main(["train", "-o", str(tmp_path / "b"), "--resume", "max_iter=2"]) == 2
+    err = capsys.readouterr().err
+    assert "is at iteration 2, max_iter is 2; raise max_iter" in err and "Traceback" not in err

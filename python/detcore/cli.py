@@ -162,8 +162,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _is_user_error(e: Exception) -> bool:
     if isinstance(e, (UsageError, FileNotFoundError)):
         return True
-    data, checkpoint = sys.modules.get("detcore.data"), sys.modules.get("detcore.engine.checkpoint")
-    return bool((data and isinstance(e, data.DatasetError)) or (checkpoint and isinstance(e, checkpoint.CheckpointError)))
+    user_errors = [("detcore.data", "DatasetError"), ("detcore.engine.checkpoint", "CheckpointError"),
+                   ("detcore.engine.trainer", "TrainingSetupError")]
+    return any(isinstance(e, getattr(sys.modules[module], name)) for module, name in user_errors
+               if module in sys.modules)
 
 
 def _error(command: str, message: str) -> None:
@@ -213,6 +215,50 @@ def cmd_bench(args):
     from detcore import bench
 
     return bench.main(args.bench_args)
+
+
+# The helpers under their former names, for code written against them; the
+# work is in detcore.engine.cli_support.
+def _log(*parts):
+    from detcore.engine.cli_support import log
+
+    log(*parts)
+
+
+def _split_overrides(items):
+    from detcore.engine.cli_support import split_overrides
+
+    return split_overrides(items)
+
+
+def _settings(base, items):
+    from detcore.engine.cli_support import settings_from
+
+    return settings_from(base, items)
+
+
+def _build(name, num_classes, overrides):
+    from detcore.engine.cli_support import build_detector
+
+    return build_detector(name, num_classes, overrides)
+
+
+def _load_checkpoint_model(weights, model_name, extra_overrides, device):
+    from detcore.engine.cli_support import load_checkpoint_model
+
+    return load_checkpoint_model(weights, model_name, extra_overrides, device)
+
+
+def _write_json(path, payload):
+    from detcore.engine.cli_support import write_json
+
+    write_json(path, payload)
+
+
+def _evaluate_and_report(model, dataset, device, output, **kwargs):
+    from detcore.engine.cli_support import evaluate_and_report
+
+    return evaluate_and_report(model, dataset, device, output, **kwargs)
 
 
 _COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "bench": cmd_bench}

@@ -51,6 +51,10 @@ class TrainingInterrupted(Exception):
         self.iteration, self.checkpoint, self.signal_name = iteration, checkpoint, signal_name
 
 
+class TrainingSetupError(ValueError):
+    """Settings that do not fit the model (``freeze`` matches nothing, nothing left to train)."""
+
+
 class _StopRequest:
     """SIGINT / SIGTERM handlers that only set a flag (the loop stops after the
     iteration); a second SIGINT falls through to the default KeyboardInterrupt."""
@@ -143,9 +147,12 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
     meta.setdefault("num_classes", getattr(dataset, "num_classes", None))
 
     model.to(device)
-    if cfg.freeze:
-        freeze_parameters(model, cfg.freeze)
-    optimizer = build_optimizer(model, cfg)
+    try:
+        if cfg.freeze:
+            freeze_parameters(model, cfg.freeze)
+        optimizer = build_optimizer(model, cfg)
+    except ValueError as e:  # settings that do not fit the model: the user's to change
+        raise TrainingSetupError(str(e)) from None
     scheduler = build_scheduler(optimizer, cfg)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -171,8 +178,8 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
         set_rng_state(payload["rng"])
         start_iter = int(payload["iteration"])
         if start_iter >= cfg.max_iter:
-            raise ValueError(f"--resume: {resume_path} is at iteration {start_iter}, max_iter is {cfg.max_iter}; "
-                             f"raise max_iter to train further")
+            raise CheckpointError(f"--resume: {resume_path} is at iteration {start_iter}, max_iter is {cfg.max_iter}; "
+                                  f"raise max_iter to train further")
         if main and show_progress:
             print(f"resuming from {resume_path} at iteration {start_iter} of {cfg.max_iter}", flush=True)
 
