@@ -2,7 +2,6 @@
 mistyped ones refused, the same tiny-model names in every builder; initial
 weights (``--weights``) that load all but the class-specific layers."""
 
-
 import pytest
 import torch
 
