@@ -59,8 +59,9 @@ class _StopRequest:
     """SIGINT / SIGTERM handlers that only set a flag (the loop stops after the
     iteration); a second SIGINT falls through to the default KeyboardInterrupt."""
 
-    def __init__(self):
+    def __init__(self, device):
         self.signal_name = None
+        self.device = device
         self._previous = {}
 
     def __enter__(self):
@@ -78,7 +79,7 @@ class _StopRequest:
         """Whether any process was asked to stop (all processes then stop together)."""
         flag = self.signal_name is not None
         if dist_utils.is_distributed():
-            flag = any(dist_utils.all_gather_object(flag))
+            flag = dist_utils.any_process(flag, self.device)
             if flag and self.signal_name is None:
                 self.signal_name = "a signal to another process"
         return flag
@@ -209,7 +210,7 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
     losses_logged, eval_results = {}, {}
     recent = collections.deque(maxlen=20)  # the progress line shows the median of recent losses
     iteration = start_iter
-    stop = _StopRequest()
+    stop = _StopRequest(device)
     try:
         stop.__enter__()
         while iteration < cfg.max_iter:
