@@ -287,3 +287,30 @@ def test_settings_that_do_not_fit_the_run_are_one_line(shapes, tmp_path, capsys)
     assert cli.main(["train", "-o", str(tmp_path / "b"), "--resume", "max_iter=2"]) == 2
     err = capsys.readouterr().err
     assert "is at iteration 2, max_iter is 2; raise max_iter" in err and "Traceback" not in err
+
+
+def test_training_curves_plot_the_validation_ap():
+    from detcore.engine.visualize import _pyplot, training_figure
+
+    records = [{"iteration": i, "loss": 2.0 / i, "loss_a": 1.0 / i, "lr": 0.01} for i in range(1, 5)]
+    records += [{"iteration": 2, "bbox/AP": 0.1, "bbox/AP50": 0.3}, {"iteration": 4, "bbox/AP": 0.25, "bbox/AP50": 0.5}]
+    fig = training_figure(records)
+    assert len(fig.axes) == 3
+    lines = {line.get_label(): line for line in fig.axes[2].get_lines()}
+    assert list(lines["bbox/AP"].get_xdata()) == [2, 4] and list(lines["bbox/AP"].get_ydata()) == [10.0, 25.0]
+    _pyplot().close(fig)
+    fig = training_figure(records[:4])  # no evaluation: no AP panel
+    assert len(fig.axes) == 2
+    _pyplot().close(fig)
+
+
+def test_train_weights_from_a_checkpoint(shapes, tmp_path, capsys):
+    train, _, _ = shapes
+    assert _train(tmp_path / "a", train, "max_iter=1") == 0
+    capsys.readouterr()
+    assert _train(tmp_path / "b", train, "max_iter=1", "--weights", str(tmp_path / "a/model_final.pth")) == 0
+    assert f"loaded 8 of 8 tensors from {tmp_path / 'a/model_final.pth'} (detcore checkpoint)" in capsys.readouterr().out
+    assert _train(tmp_path / "c", train, "max_iter=1", "model.width=4", "--weights",
+                  str(tmp_path / "a/model_final.pth")) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this model" in err and "shape mismatches" in err and "Traceback" not in err

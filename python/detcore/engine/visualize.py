@@ -158,6 +158,15 @@ def plot_training_curves(records: Sequence[dict], path: str, title: str = "train
     and the validation AP (records with ``bbox/AP``, ``segm/AP``, ...) when the
     run evaluated during training."""
     plt = _pyplot()
+    fig = training_figure(records, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_figure(records: Sequence[dict], title: str = "training"):
+    """The matplotlib figure of :func:`plot_training_curves`."""
+    plt = _pyplot()
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if any(k.endswith("/AP") for k in r)]
     panels = 3 if evals else 2
@@ -191,6 +200,4 @@ def plot_training_curves(records: Sequence[dict], path: str, title: str = "train
         ax_ap.set_ylabel("validation AP (%)")
         ax_ap.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
