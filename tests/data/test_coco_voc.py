@@ -113,8 +113,11 @@ def test_bad_paths_and_contents(tmp_path):
     with pytest.raises(DatasetError, match="not valid JSON"):
         CocoDetection(str(tmp_path / "bad.json"), img_dir)
     os.remove(os.path.join(img_dir, "b.png"))
+    with pytest.raises(DatasetError, match="image file not found: 1 of 2 images are missing .*b.png"):
+        CocoDetection(ann, img_dir)  # found when the dataset is opened, not when the sampler reaches it
     with pytest.raises(DatasetError, match="image file not found"):
-        CocoDetection(ann, img_dir)[1]
+        CocoDetection(ann, img_dir, check_images=False)[1]
+    _write_image(os.path.join(img_dir, "b.png"), seed=1)
     data = json.load(open(ann))
     data["annotations"][1]["segmentation"] = {"size": [5, 5], "counts": "abc"}
     open(ann, "w").write(json.dumps(data))

@@ -47,6 +47,15 @@ def require_file(path: str, what: str) -> None:
         raise DatasetError(f"{what} not found: {path}")
 
 
+def clip_box(box, width: float, height: float):
+    """``(box clipped to the image, whether it was clipped, whether it is left
+    with zero or negative size)`` for an x1 y1 x2 y2 box."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    clipped = [min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width),
+               min(max(y2, 0.0), height)]
+    return clipped, clipped != [x1, y1, x2, y2], not (clipped[2] > clipped[0] and clipped[3] > clipped[1])
+
+
 def keypoint_flip_indices(names: Sequence[str]) -> List[int]:
     """For keypoint names, the index each one takes after a horizontal flip:
     a name with ``left`` swaps with the same name with ``right``."""
@@ -92,6 +101,40 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def keypoint_flip_map(self) -> List[int]:
         return keypoint_flip_indices(self.keypoint_names)
+
+    def image_path(self, index: int) -> str:
+        raise NotImplementedError
+
+    def check_images(self, read_headers: bool = False) -> None:
+        """DatasetError unless every image file exists; with ``read_headers``
+        also unless every file opens as an image of the annotated size."""
+        missing = [self.image_path(i) for i in range(len(self)) if not os.path.isfile(self.image_path(i))]
+        if missing:
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            raise DatasetError(f"image file not found: {len(missing)} of {len(self)} images are missing ({shown})")
+        if read_headers:
+            from PIL import Image
+
+            for i, info in enumerate(self.image_infos):
+                path = self.image_path(i)
+                try:
+                    with Image.open(path) as img:
+                        width, height = img.size
+                except OSError as e:
+                    raise DatasetError(f"cannot read image {path}: {e}") from e
+                if (height, width) != (info["height"], info["width"]):
+                    raise DatasetError(f"{path}: the file is {width}x{height} but the annotations say "
+                                       f"{info['width']}x{info['height']}")
+
+    def summary(self) -> str:
+        """One line: images, classes, instances, and the boxes clipped to the
+        image or dropped (zero or negative size) when the annotations were read."""
+        counts = getattr(self, "annotation_counts", None) or {}
+        text = f"{len(self)} images, {self.num_classes - 1} classes"
+        if counts:
+            text += (f", {counts.get('instances', 0)} instances; {counts.get('clipped', 0)} boxes clipped to the "
+                     f"image, {counts.get('dropped', 0)} dropped (zero or negative size)")
+        return text
 
     def load(self, index: int):
         raise NotImplementedError

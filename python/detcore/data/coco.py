@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from .base import DatasetError, DetectionDataset, load_image, require_dir, require_file
+from .base import DatasetError, DetectionDataset, clip_box, load_image, require_dir, require_file
 
 
 class CocoDetection(DetectionDataset):
@@ -19,11 +19,14 @@ class CocoDetection(DetectionDataset):
     (``cat_id_to_label`` / ``label_to_cat_id``). ``remove_empty`` drops images
     without a usable instance (for training); ``skip_crowd`` drops crowd
     instances from the targets (for training; the evaluator reads them from
-    the annotation file).
+    the annotation file). Every image file must exist (``check_images=False``
+    skips the check); ``annotation_counts`` holds how many boxes were clipped
+    to the image or dropped (zero or negative size).
     """
 
     def __init__(self, annotation_file: str, image_dir: str, transforms=None, *, masks: bool = True,
-                 keypoints: bool = True, remove_empty: bool = False, skip_crowd: bool = False):
+                 keypoints: bool = True, remove_empty: bool = False, skip_crowd: bool = False,
+                 check_images: bool = True):
         super().__init__(transforms)
         require_file(annotation_file, "COCO annotation file")
         require_dir(image_dir, "image folder")
@@ -56,7 +59,13 @@ class CocoDetection(DetectionDataset):
         if remove_empty:
             images = [img for img in images if any(_usable(a, skip_crowd) for a in self.annotations_by_image[img["id"]])]
         self.image_infos = images
+        self.annotation_counts = _count_boxes(images, self.annotations_by_image, skip_crowd)
         self._coco = None
+        if check_images:
+            self.check_images()
+
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.image_dir, self.image_infos[index]["file_name"])
 
     def coco(self):
         """The pycocotools COCO object of the annotation file (for evaluation)."""
@@ -72,7 +81,7 @@ class CocoDetection(DetectionDataset):
 
     def load(self, index: int):
         info = self.image_infos[index]
-        image = load_image(os.path.join(self.image_dir, info["file_name"]))
+        image = load_image(self.image_path(index))
         height, width = image.shape[-2:]
         if (height, width) != (info["height"], info["width"]):
             raise DatasetError(f"{info['file_name']}: the file is {width}x{height} but the annotation file says "
@@ -105,6 +114,22 @@ class CocoDetection(DetectionDataset):
         target["image_id"] = int(info["id"])
         target["orig_size"] = (int(height), int(width))
         return image, target
+
+
+def _count_boxes(images, annotations_by_image, skip_crowd: bool) -> dict:
+    counts = {"instances": 0, "clipped": 0, "dropped": 0}
+    for img in images:
+        for ann in annotations_by_image[img["id"]]:
+            if skip_crowd and ann.get("iscrowd", 0):
+                continue
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            _, clipped, empty = clip_box((x, y, x + w, y + h), img["width"], img["height"])
+            if empty or w <= 0 or h <= 0:
+                counts["dropped"] += 1
+            else:
+                counts["instances"] += 1
+                counts["clipped"] += int(clipped)
+    return counts
 
 
 def _usable(ann, skip_crowd: bool) -> bool:

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .base import DatasetError, DetectionDataset, load_image, require_dir
+from .base import DatasetError, DetectionDataset, clip_box, load_image, require_dir
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -19,25 +19,23 @@ VOC_CLASSES = (
 class VOCDetection(DetectionDataset):
     """A VOC-style folder. Boxes follow the VOC convention of 1-based pixel
     indices and are converted to 0-based pixel edges (``x1 - 1, y1 - 1, x2, y2``).
-    Every object keeps its ``difficult`` flag; ``use_difficult=False`` drops
-    difficult objects from the targets (for training). When the split file is
-    missing, every annotation file is used.
+    Boxes are clipped to the image and those left empty dropped
+    (``annotation_counts`` says how many). Every object keeps its ``difficult``
+    flag; ``use_difficult=False`` drops difficult objects from the targets (for
+    training). ``classes=None`` takes the classes from the annotations, sorted
+    (for the 20 VOC classes that is ``VOC_CLASSES``). The split file
+    ``ImageSets/Main/<split>.txt`` must exist, and every image file.
     """
 
     def __init__(self, root: str, split: str = "trainval", transforms=None, *,
                  classes: Optional[Sequence[str]] = VOC_CLASSES, use_difficult: bool = True,
-                 remove_empty: bool = False):
+                 remove_empty: bool = False, check_images: bool = True):
         super().__init__(transforms)
         require_dir(root, "VOC folder")
         self.root, self.split, self.use_difficult = root, split, use_difficult
         ann_dir = os.path.join(root, "Annotations")
         require_dir(ann_dir, "VOC Annotations folder")
-        split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
-        if os.path.isfile(split_file):
-            with open(split_file) as f:
-                ids = [line.split()[0] for line in f if line.strip()]
-        else:
-            ids = sorted(name[:-4] for name in os.listdir(ann_dir) if name.endswith(".xml"))
+        ids = _read_split(root, split)
         if not ids:
             raise DatasetError(f"{root}: no images in split {split!r}")
         self.records = [self._parse(os.path.join(ann_dir, f"{image_id}.xml"), image_id) for image_id in ids]
@@ -55,6 +53,14 @@ class VOCDetection(DetectionDataset):
             self.records = [r for r in self.records if any(use_difficult or not o["difficult"] for o in r["objects"])]
         self.image_infos = [{"id": i + 1, "file_name": r["file_name"], "height": r["height"], "width": r["width"]}
                             for i, r in enumerate(self.records)]
+        self.annotation_counts = {
+            "instances": sum(1 for r in self.records for o in r["objects"] if use_difficult or not o["difficult"]),
+            "clipped": sum(r["clipped"] for r in self.records), "dropped": sum(r["dropped"] for r in self.records)}
+        if check_images:
+            self.check_images()
+
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.root, "JPEGImages", self.records[index]["file_name"])
 
     def _parse(self, xml_path: str, image_id: str) -> dict:
         if not os.path.isfile(xml_path):
@@ -64,19 +70,24 @@ class VOCDetection(DetectionDataset):
             file_name = root.findtext("filename") or f"{image_id}.jpg"
             size = root.find("size")
             width, height = int(size.findtext("width")), int(size.findtext("height"))
-            objects = []
+            objects, clipped, dropped = [], 0, 0
             for obj in root.iter("object"):
                 box = obj.find("bndbox")
                 x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+                box, was_clipped, empty = clip_box((x1 - 1.0, y1 - 1.0, x2, y2), width, height)
+                if empty:
+                    dropped += 1
+                    continue
+                clipped += int(was_clipped)
                 objects.append({"name": obj.findtext("name").strip(),
-                                "difficult": int(obj.findtext("difficult") or 0) == 1,
-                                "box": [x1 - 1.0, y1 - 1.0, x2, y2]})
+                                "difficult": int(obj.findtext("difficult") or 0) == 1, "box": box})
         except ET.ParseError as e:
             raise DatasetError(f"{xml_path} is not valid XML: {e}") from e
         except (AttributeError, TypeError, ValueError) as e:
             raise DatasetError(f"{xml_path}: malformed VOC annotation (expected size/width, size/height and "
                                f"object/bndbox/xmin..ymax numbers): {e}") from e
-        return {"xml": xml_path, "file_name": file_name, "width": width, "height": height, "objects": objects}
+        return {"xml": xml_path, "file_name": file_name, "width": width, "height": height, "objects": objects,
+                "clipped": clipped, "dropped": dropped}
 
     def load_target(self, index: int) -> dict:
         rec = self.records[index]
@@ -93,9 +104,22 @@ class VOCDetection(DetectionDataset):
         }
 
     def load(self, index: int):
-        rec = self.records[index]
-        image = load_image(os.path.join(self.root, "JPEGImages", rec["file_name"]))
+        image = load_image(self.image_path(index))
         target = self.load_target(index)
         if tuple(image.shape[-2:]) != target["orig_size"]:
             target["orig_size"] = tuple(image.shape[-2:])  # trust the file over the <size> tag
         return image, target
+
+
+def _read_split(root: str, split: str):
+    """The image ids of ``ImageSets/Main/<split>.txt``; a missing file is an
+    error naming it and the splits that exist."""
+    split_dir = os.path.join(root, "ImageSets", "Main")
+    split_file = os.path.join(split_dir, f"{split}.txt")
+    if not os.path.isfile(split_file):
+        existing = sorted(n[:-4] for n in os.listdir(split_dir) if n.endswith(".txt")) if os.path.isdir(split_dir) else []
+        found = (f"the splits there are: {', '.join(existing)}" if existing
+                 else f"{split_dir} holds no split file" if os.path.isdir(split_dir) else f"{split_dir} does not exist")
+        raise DatasetError(f"VOC split file not found: {split_file} ({found})")
+    with open(split_file) as f:
+        return [line.split()[0] for line in f if line.strip()]

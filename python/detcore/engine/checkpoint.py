@@ -16,7 +16,7 @@ import glob
 import os
 import random
 import re
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -141,11 +141,17 @@ def checkpoint_name(iteration: int) -> str:
     return f"model_{iteration:07d}.pth"
 
 
-def latest_checkpoint(directory: str) -> Optional[str]:
-    """The checkpoint with the highest iteration in ``directory`` (None if none)."""
+def periodic_checkpoints(directory: str) -> List[str]:
+    """The ``model_XXXXXXX.pth`` files of ``directory``, by increasing iteration."""
     found = []
     for path in glob.glob(os.path.join(directory, "model_*.pth")):
         m = re.fullmatch(r"model_(\d+)\.pth", os.path.basename(path))
         if m:
             found.append((int(m.group(1)), path))
-    return max(found)[1] if found else None
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(directory: str) -> Optional[str]:
+    """The checkpoint with the highest iteration in ``directory`` (None if none)."""
+    found = periodic_checkpoints(directory)
+    return found[-1] if found else None

@@ -42,7 +42,8 @@ class TrainConfig:
     # bookkeeping
     seed: int = 0
     log_period: int = 20
-    checkpoint_period: int = 0  # 0 = only at the end
+    checkpoint_period: int = 500  # 0 = only at the end (and when interrupted)
+    keep_checkpoints: int = 3  # periodic checkpoints kept besides model_final.pth (0 = all)
     eval_period: int = 0  # 0 = only at the end (when a validation set is given)
     tensorboard: bool = True  # when TensorBoard is installed
     find_unused_parameters: bool = False  # DDP
@@ -62,13 +63,55 @@ class TrainConfig:
             problems.append(f"schedule must be 'multistep' or 'cosine', got {self.schedule!r}")
         if not 0 < self.warmup_factor <= 1:
             problems.append("warmup_factor must be in (0, 1]")
-        if self.warmup_iters < 0 or self.log_period <= 0 or self.checkpoint_period < 0 or self.eval_period < 0:
-            problems.append("warmup_iters, checkpoint_period and eval_period must be >= 0, log_period > 0")
+        if (self.warmup_iters < 0 or self.log_period <= 0 or self.checkpoint_period < 0 or self.eval_period < 0
+                or self.keep_checkpoints < 0):
+            problems.append("warmup_iters, checkpoint_period, keep_checkpoints and eval_period must be >= 0, "
+                            "log_period > 0")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# One line per setting, for `detcore train --list-settings` and the docs.
+SETTING_HELP: Dict[str, str] = {
+    "images_per_batch": "images per iteration, summed over all processes",
+    "min_size": "data-side resize of the shorter side (None: the model's own resize only)",
+    "max_size": "data-side cap on the longer side (with min_size)",
+    "flip_prob": "probability of a horizontal flip of a training image",
+    "jitter": "photometric jitter strength: brightness, contrast, saturation (0 = off)",
+    "group_by_aspect_ratio": "batch portrait and landscape images separately",
+    "num_workers": "data-loading worker processes (0 = in the training process)",
+    "max_iter": "number of training iterations",
+    "base_lr": "learning rate after warmup",
+    "momentum": "SGD momentum",
+    "weight_decay": "L2 weight decay",
+    "weight_decay_norm": "weight decay of normalisation layers' weights and biases",
+    "nesterov": "Nesterov momentum",
+    "schedule": "learning-rate schedule after warmup: multistep or cosine",
+    "steps": "multistep milestones: iterations, or fractions of max_iter when < 1",
+    "gamma": "multistep: the lr factor at each milestone",
+    "min_lr_factor": "cosine: the final lr as a fraction of base_lr",
+    "warmup_iters": "iterations of linear warmup",
+    "warmup_factor": "the lr factor at the first warmup iteration",
+    "clip_grad_norm": "clip the gradients' total norm to this (0 = no clipping)",
+    "amp": "mixed precision (CUDA only)",
+    "freeze": "parameter-name prefixes to freeze, on top of the model's frozen stages",
+    "seed": "seeds the weight initialisation, the batches, augmentations and samplers",
+    "log_period": "log losses and lr every N iterations",
+    "checkpoint_period": "write model_XXXXXXX.pth every N iterations (0 = only at the end)",
+    "keep_checkpoints": "periodic checkpoints kept besides model_final.pth (0 = keep all)",
+    "eval_period": "evaluate on --val-data every N iterations (0 = only at the end)",
+    "tensorboard": "also log to <output>/tensorboard when TensorBoard is installed",
+    "find_unused_parameters": "DDP's find_unused_parameters (models with branches unused in a step)",
+}
+
+
+def format_settings(config: "TrainConfig") -> List[str]:
+    """``key = default  # description`` lines of every training setting."""
+    return [f"{f.name} = {getattr(config, f.name)!r}  # {SETTING_HELP.get(f.name, '')}"
+            for f in dataclasses.fields(config)]
 
 
 def parse_value(text: str):
@@ -80,7 +123,6 @@ def parse_value(text: str):
 
 def apply_overrides(config: TrainConfig, overrides: List[str]) -> Tuple[TrainConfig, Dict[str, object]]:
     """``key=value`` strings -> (a new TrainConfig, the ``model.*`` overrides)."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     changes, model_overrides = {}, {}
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -90,15 +132,25 @@ def apply_overrides(config: TrainConfig, overrides: List[str]) -> Tuple[TrainCon
         value = parse_value(text)
         if key.startswith("model."):
             model_overrides[key[len("model."):]] = value
-            continue
+        else:
+            changes[key] = value
+    return apply_settings(config, changes), model_overrides
+
+
+def apply_settings(config: TrainConfig, changes: Dict[str, object]) -> TrainConfig:
+    """A new TrainConfig with ``changes`` (setting -> value, checked and
+    coerced to the setting's type) applied; a ValueError names an unknown
+    setting or a value of the wrong type."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    coerced = {}
+    for key, value in changes.items():
         if key not in fields:
             raise ValueError(f"unknown setting {key!r}; the settings are: {', '.join(sorted(fields))} "
                              f"(and model.<name> for the model builder)")
-        default = getattr(TrainConfig(), key)
-        changes[key] = _coerce(key, value, default)
-    config = dataclasses.replace(config, **changes)
+        coerced[key] = _coerce(key, value, getattr(TrainConfig(), key))
+    config = dataclasses.replace(config, **coerced)
     config.validate()
-    return config, model_overrides
+    return config
 
 
 def _coerce(key, value, default):

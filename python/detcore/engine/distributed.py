@@ -66,6 +66,15 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def any_process(flag: bool, device) -> bool:
+    """Whether ``flag`` is set on any process (one small all-reduce)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def reduce_mean(values: dict) -> dict:
     """The mean over processes of a dict of scalar tensors (for logging)."""
     if not is_distributed() or not values:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -123,10 +124,26 @@ def coco_results(predictions: Dict[int, dict], label_to_cat: Dict[int, int]) -> 
     return results
 
 
+def instances_results(results: Dict[str, List[dict]]) -> List[dict]:
+    """The per-type result lists of :func:`coco_results` merged into one list
+    of COCO results (``bbox`` plus ``segmentation`` / ``keypoints`` where the
+    model predicts them), as detectron2's ``coco_instances_results.json``."""
+    merged = [dict(r) for r in results.get("bbox", [])]
+    for kind, key in (("segm", "segmentation"), ("keypoints", "keypoints")):
+        extra = results.get(kind, [])
+        if extra:
+            for item, r in zip(merged, extra):
+                item[key] = r[key]
+    return merged
+
+
 def coco_evaluate(coco_gt, results: Dict[str, List[dict]], iou_types: Sequence[str],
-                  kpt_oks_sigmas: Optional[Sequence[float]] = None) -> Dict[str, Dict[str, float]]:
+                  kpt_oks_sigmas: Optional[Sequence[float]] = None,
+                  per_class: Optional[dict] = None) -> Dict[str, Dict[str, float]]:
     """pycocotools' COCOeval for each iou type -> ``{iou_type: {stat: value}}``
-    (COCOeval's 12 / 10 summary numbers, -1 where a range has no ground truth)."""
+    (COCOeval's 12 / 10 summary numbers, -1 where a range has no ground truth).
+    When ``per_class`` is a dict it receives ``{iou_type: {class name: AP}}``
+    (AP at IoU 0.50:0.95, all areas; -1 for a class without ground truth)."""
     from pycocotools.cocoeval import COCOeval
 
     metrics = {}
@@ -146,7 +163,33 @@ def coco_evaluate(coco_gt, results: Dict[str, List[dict]], iou_types: Sequence[s
             evaluator.accumulate()
             evaluator.summarize()
         metrics[iou_type] = {name: float(v) for name, v in zip(names, evaluator.stats)}
+        if per_class is not None:
+            per_class[iou_type] = _per_class_ap(evaluator, coco_gt)
     return metrics
+
+
+def _per_class_ap(evaluator, coco_gt) -> Dict[str, float]:
+    precision = evaluator.eval["precision"]  # [IoU thresholds, recall, class, area, max detections]
+    out = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        out[str(coco_gt.cats[cat_id]["name"])] = float(p.mean()) if p.size else -1.0
+    return out
+
+
+def format_per_class_table(per_class: Dict[str, Dict[str, float]]) -> str:
+    """A markdown table of the per-class AP (percent), one column per iou type."""
+    kinds = list(per_class)
+    names = list(dict.fromkeys(n for kind in kinds for n in per_class[kind]))
+    lines = ["| class | " + " | ".join(f"{kind} AP" for kind in kinds) + " |", "|---|" + "---:|" * len(kinds)]
+    for name in names:
+        cells = []
+        for kind in kinds:
+            v = per_class[kind].get(name)
+            cells.append("-" if v is None or v < 0 else f"{100 * v:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def default_oks_sigmas(coco_gt) -> np.ndarray:
@@ -233,11 +276,13 @@ def voc07_map(predictions: Dict[int, dict], dataset, iou_threshold: float = 0.5)
 
 def evaluate(model, dataset, device="cpu", *, iou_types: Optional[Sequence[str]] = None, voc: bool = False,
              min_size=None, max_size: int = 1333, max_images: Optional[int] = None,
-             kpt_oks_sigmas=None) -> Dict[str, object]:
+             kpt_oks_sigmas=None, results_file: Optional[str] = None) -> Dict[str, object]:
     """Inference + metrics. ``iou_types`` defaults to what both the model's
     outputs and the dataset have: bbox, segm (masks), keypoints. Returns
-    ``{"bbox": {...}, "segm": {...}, "voc07": {...}, "inference_time_per_image": s, "num_images": n}``;
-    every process gets the same result."""
+    ``{"bbox": {...}, "segm": {...}, "per_class": {"bbox": {name: AP}, ...}, "voc07": {...},
+    "inference_time_per_image": s, "num_images": n}``; every process gets the
+    same result. ``results_file``: where to write the detections in COCO
+    results format (the dataset's category ids)."""
     predictions, seconds = run_inference(model, dataset, device, min_size=min_size, max_size=max_size,
                                          max_images=max_images)
     metrics: Dict[str, object] = {}
@@ -253,7 +298,12 @@ def evaluate(model, dataset, device="cpu", *, iou_types: Optional[Sequence[str]]
             if "keypoints" in sample and getattr(dataset, "keypoint_names", None):
                 iou_types.append("keypoints")
         results = coco_results(predictions, label_to_category(dataset))
-        metrics.update(coco_evaluate(coco_gt, results, iou_types, kpt_oks_sigmas))
+        if results_file:
+            with open(results_file, "w") as f:
+                json.dump(instances_results(results), f)
+        per_class: dict = {}
+        metrics.update(coco_evaluate(coco_gt, results, iou_types, kpt_oks_sigmas, per_class))
+        metrics["per_class"] = per_class
         if voc:
             metrics["voc07"] = voc07_map(predictions, dataset)
     metrics = dist_utils.broadcast_object(metrics)

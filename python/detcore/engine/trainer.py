@@ -11,6 +11,10 @@ Determinism: the batches and their augmentations are a function of
 are re-seeded from ``(seed, iteration, rank)`` before every step (the RPN and
 RoI samplers draw from them), so a resumed run reproduces the losses of an
 uninterrupted one.
+
+Interrupts: SIGINT (Ctrl-C) and SIGTERM let the current iteration finish,
+write ``model_XXXXXXX.pth`` of that iteration and raise
+:class:`TrainingInterrupted`; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import collections
 import json
 import os
+import signal
 import statistics
+import threading
 import time
 from typing import Callable, Optional
 
@@ -27,14 +33,61 @@ import torch
 
 from ..data import SeededDataset, TrainingBatchSampler, build_transforms, collate
 from . import distributed as dist_utils
-from .checkpoint import (CheckpointError, check_meta, checkpoint_name, latest_checkpoint, load_model_state, read_checkpoint,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (CheckpointError, check_meta, checkpoint_name, latest_checkpoint, load_model_state,
+                         periodic_checkpoints, read_checkpoint, save_checkpoint, set_rng_state)
 from .config import TrainConfig
 from .progress import MetricsWriter, Progress
 from .schedule import LRFactor, build_optimizer, build_scheduler
 
 METRICS_FILE = "train_metrics.jsonl"
 FINAL_CHECKPOINT = "model_final.pth"
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped by SIGINT / SIGTERM after a whole iteration, with its checkpoint written."""
+
+    def __init__(self, iteration: int, checkpoint: str, signal_name: str):
+        super().__init__(f"interrupted ({signal_name}) at iteration {iteration}; checkpoint {checkpoint}")
+        self.iteration, self.checkpoint, self.signal_name = iteration, checkpoint, signal_name
+
+
+class TrainingSetupError(ValueError):
+    """Settings that do not fit the model (``freeze`` matches nothing, nothing left to train)."""
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM handlers that only set a flag (the loop stops after the
+    iteration); a second SIGINT falls through to the default KeyboardInterrupt."""
+
+    def __init__(self, device):
+        self.signal_name = None
+        self.device = device
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def requested(self) -> bool:
+        """Whether any process was asked to stop (all processes then stop together)."""
+        flag = self.signal_name is not None
+        if dist_utils.is_distributed():
+            flag = dist_utils.any_process(flag, self.device)
+            if flag and self.signal_name is None:
+                self.signal_name = "a signal to another process"
+        return flag
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def seed_iteration(seed: int, iteration: int, rank: int) -> None:
@@ -95,9 +148,12 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
     meta.setdefault("num_classes", getattr(dataset, "num_classes", None))
 
     model.to(device)
-    if cfg.freeze:
-        freeze_parameters(model, cfg.freeze)
-    optimizer = build_optimizer(model, cfg)
+    try:
+        if cfg.freeze:
+            freeze_parameters(model, cfg.freeze)
+        optimizer = build_optimizer(model, cfg)
+    except ValueError as e:  # settings that do not fit the model: the user's to change
+        raise TrainingSetupError(str(e)) from None
     scheduler = build_scheduler(optimizer, cfg)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -123,13 +179,13 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
         set_rng_state(payload["rng"])
         start_iter = int(payload["iteration"])
         if start_iter >= cfg.max_iter:
-            raise ValueError(f"--resume: {resume_path} is at iteration {start_iter}, max_iter is {cfg.max_iter}; "
-                             f"raise max_iter to train further")
+            raise CheckpointError(f"--resume: {resume_path} is at iteration {start_iter}, max_iter is {cfg.max_iter}; "
+                                  f"raise max_iter to train further")
+        if main and show_progress:
+            print(f"resuming from {resume_path} at iteration {start_iter} of {cfg.max_iter}", flush=True)
 
     if main:
-        with open(os.path.join(output_dir, "config.json"), "w") as f:
-            json.dump({"config": cfg.to_dict(), **{k: v for k, v in meta.items() if k != "class_names"},
-                       "class_names": meta.get("class_names"), "world_size": world}, f, indent=2, default=str)
+        write_run_config(output_dir, cfg, meta, world)
 
     net = model
     if world > 1:
@@ -154,7 +210,9 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
     losses_logged, eval_results = {}, {}
     recent = collections.deque(maxlen=20)  # the progress line shows the median of recent losses
     iteration = start_iter
+    stop = _StopRequest(device)
     try:
+        stop.__enter__()
         while iteration < cfg.max_iter:
             t0 = time.perf_counter()
             images, targets = next(data_iter)
@@ -194,21 +252,43 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
                 recent.append(float(loss.detach()))
                 progress.update(iteration, statistics.median(recent), lr)
 
-            if cfg.checkpoint_period and iteration % cfg.checkpoint_period == 0 and iteration < cfg.max_iter:
-                _save(os.path.join(output_dir, checkpoint_name(iteration)), model, optimizer, scheduler, scaler,
-                      iteration, meta, main)
+            stopping = stop.requested()
+            periodic = cfg.checkpoint_period and iteration % cfg.checkpoint_period == 0
+            if (periodic or stopping) and iteration < cfg.max_iter:
+                path = os.path.join(output_dir, checkpoint_name(iteration))
+                _save(path, model, optimizer, scheduler, scaler, iteration, meta, main)
+                if main and cfg.keep_checkpoints:
+                    for old_path in periodic_checkpoints(output_dir)[:-cfg.keep_checkpoints]:
+                        os.remove(old_path)
+                if stopping:
+                    raise TrainingInterrupted(iteration, path, stop.signal_name)
             if evaluate is not None and cfg.eval_period and iteration % cfg.eval_period == 0 \
                     and iteration < cfg.max_iter:
                 eval_results = _run_eval(evaluate, model, net, iteration, writer)
+
+        _save(os.path.join(output_dir, FINAL_CHECKPOINT), model, optimizer, scheduler, scaler, iteration, meta, main)
+        if evaluate is not None:
+            eval_results = _run_eval(evaluate, model, net, iteration, writer)
     finally:
+        stop.__exit__(None, None, None)
         if writer is not None:
             writer.close()
-
-    _save(os.path.join(output_dir, FINAL_CHECKPOINT), model, optimizer, scheduler, scaler, iteration, meta, main)
-    if evaluate is not None:
-        eval_results = _run_eval(evaluate, model, net, iteration, None)
     return {"iteration": iteration, "losses": losses_logged, "eval": eval_results,
             "checkpoint": os.path.join(output_dir, FINAL_CHECKPOINT)}
+
+
+def write_run_config(output_dir: str, cfg: TrainConfig, meta: dict, world_size: int) -> str:
+    """``config.json``: the settings (``config``), the model and its settings
+    (``model``, ``model_overrides``), the datasets and classes of the run;
+    ``detcore train --config`` and ``--resume`` read it back."""
+    path = os.path.join(output_dir, "config.json")
+    payload = {"config": cfg.to_dict(), **{k: v for k, v in meta.items() if k != "class_names"},
+               "class_names": meta.get("class_names"), "world_size": world_size}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
 
 
 def _flip_map(dataset):

@@ -82,11 +82,96 @@ def save_detection_grid(path: str, images: Sequence[np.ndarray], preds: Sequence
     return path
 
 
+def place_labels(boxes, label_sizes, width: float, height: float) -> List[tuple]:
+    """Top-left corners of label rectangles (``label_sizes``: (w, h) in pixels),
+    one per box, placed in order so that none overlaps a label placed before
+    it where the image leaves room: just above the box's top-left corner, else
+    just inside it, else the nearest free place further down or up."""
+    placed: List[tuple] = []
+    corners = []
+    for (x1, y1, _, _), (w, h) in zip(boxes, label_sizes):
+        x = float(min(max(x1, 0.0), max(width - w, 0.0)))
+        above, inside = y1 - h, y1
+        candidates = [above, inside]
+        step = max(h, 1.0)
+        for k in range(1, int(height / step) + 2):
+            candidates += [inside + k * step, above - k * step]
+        candidates = [min(max(y, 0.0), max(height - h, 0.0)) for y in candidates]
+        free = next((y for y in candidates if not any(_overlap((x, y, w, h), r) for r in placed)), candidates[0])
+        placed.append((x, free, w, h))
+        corners.append((x, free))
+    return corners
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def save_detection_picture(path: str, image: np.ndarray, pred: dict, class_names: Sequence[str], *,
+                           score_threshold: float = 0.5, dpi: int = 100) -> str:
+    """One image with its detections, drawn at the image's own resolution
+    (one picture pixel per image pixel); labels of overlapping detections are
+    moved apart so that each stays readable, the highest scores placed first."""
+    plt = _pyplot()
+    image = np.asarray(image, dtype=np.float64)
+    if image.max() > 1.0:
+        image = image / 255.0
+    height, width = image.shape[:2]
+    order = [i for i in np.argsort(-np.asarray(pred["scores"], dtype=np.float64), kind="stable")
+             if pred["scores"][i] >= score_threshold]
+    canvas = image.copy()
+    if "masks" in pred:
+        for i, mask in zip(order, _decode_masks([pred["masks"][i] for i in order])):
+            colour = _COLOURS[int(pred["labels"][i]) % len(_COLOURS)]
+            canvas[mask] = 0.55 * canvas[mask] + 0.45 * colour
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(np.clip(canvas, 0, 1), interpolation="nearest")
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_axis_off()
+    font_px = float(np.clip(min(height, width) / 30, 8, 18))
+    texts = []
+    for i in order:
+        label = int(pred["labels"][i])
+        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        texts.append(f"{name} {pred['scores'][i]:.2f}")
+    sizes = [(0.62 * font_px * len(t) + 4, 1.35 * font_px + 2) for t in texts]
+    corners = place_labels([pred["boxes"][i] for i in order], sizes, width, height)
+    line = max(1.0, min(height, width) / 250)
+    for i, text, (x, y) in zip(order, texts, corners):
+        colour = _COLOURS[int(pred["labels"][i]) % len(_COLOURS)]
+        x1, y1, x2, y2 = (float(v) for v in pred["boxes"][i])
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=line))
+        ax.text(x + 2, y + 1, text, fontsize=font_px * 72 / dpi, color="white", va="top", ha="left",
+                bbox={"facecolor": colour, "alpha": 0.85, "pad": 1, "edgecolor": "none"})
+        if "keypoints" in pred:
+            kps = np.asarray(pred["keypoints"][i])
+            ax.scatter(kps[:, 0], kps[:, 1], s=(font_px / 2) ** 2, c=[colour], edgecolors="white", linewidths=0.5)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_training_curves(records: Sequence[dict], path: str, title: str = "training") -> str:
-    """Total and per-term losses and the learning rate against the iteration."""
+    """Total and per-term losses and the learning rate against the iteration,
+    and the validation AP (records with ``bbox/AP``, ``segm/AP``, ...) when the
+    run evaluated during training."""
+    plt = _pyplot()
+    fig = training_figure(records, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_figure(records: Sequence[dict], title: str = "training"):
+    """The matplotlib figure of :func:`plot_training_curves`."""
     plt = _pyplot()
     train = [r for r in records if "loss" in r]
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.6))
+    evals = [r for r in records if any(k.endswith("/AP") for k in r)]
+    panels = 3 if evals else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
+    ax_loss, ax_lr = axes[0], axes[1]
     if train:
         its = [r["iteration"] for r in train]
         terms = sorted({k for r in train for k in r if k.startswith("loss_")})
@@ -106,7 +191,13 @@ def plot_training_curves(records: Sequence[dict], path: str, title: str = "train
     ax_loss.set_title(title)
     ax_lr.set_xlabel("iteration")
     ax_lr.set_ylabel("learning rate")
+    if evals:
+        ax_ap = axes[2]
+        for key in sorted({k for r in evals for k in r if k.endswith("/AP") or k.endswith("/AP50")}):
+            points = [(r["iteration"], 100 * r[key]) for r in evals if key in r]
+            ax_ap.plot(*zip(*points), marker="o", markersize=3, label=key)
+        ax_ap.set_xlabel("iteration")
+        ax_ap.set_ylabel("validation AP (%)")
+        ax_ap.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

@@ -1,11 +1,15 @@
 """`build(name, num_classes, **overrides)`: the detectors by name.
 
-Overrides are the keyword arguments of the builder functions below (e.g.
-`min_size`, `max_size`, `trainable_stages`, `pooler="pool"`, and the widths
-`base_width`, `blocks`, `fpn_channels`, `representation_size` that make tiny
-models for tests)."""
+Overrides are the model's settings (`model_settings(name)`, listed by
+`detcore train --model NAME --list-settings`): e.g. `min_size`, `max_size`,
+`trainable_stages`, `pooler="pool"`. A setting the model does not use is an
+error. The same names mean the same thing in every builder; the widths
+`base_width` (every backbone), `blocks` and `fpn_channels` (ResNet-FPN) and
+`representation_size` (box heads) make tiny models for tests."""
 
 from __future__ import annotations
+
+import inspect
 
 from .backbones.fpn import FPN, BackboneWithFPN
 from .backbones.resnet import ResNet
@@ -22,11 +26,27 @@ from .roi_heads.roi_heads import RoIHeads
 from .transform import Transform
 
 _REGISTRY = {}
+_SETTINGS = {}  # name -> {setting: default}, or None where the builder takes **kwargs unchecked
 
 
-def register(name):
+def keyword_defaults(fn, drop=()) -> dict:
+    """The keyword parameters of ``fn`` with their defaults (``num_classes`` and ``drop`` left out)."""
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty and k not in drop and not k.startswith("_")}
+
+
+def register(name, settings=None):
+    """Registers a builder ``fn(num_classes, **settings)``. ``settings`` (a dict
+    of defaults) lists what the model takes; by default the builder's keyword
+    parameters, unchecked when it takes ``**kwargs``."""
     def deco(fn):
         _REGISTRY[name] = fn
+        if settings is not None:
+            _SETTINGS[name] = dict(settings)
+        elif any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+            _SETTINGS[name] = None
+        else:
+            _SETTINGS[name] = keyword_defaults(fn)
         return fn
 
     return deco
@@ -37,6 +57,55 @@ def available():
     return sorted(_REGISTRY)
 
 
+def model_settings(name: str):
+    """``{setting: default}`` of model ``name`` (None when its builder does not declare them)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"name: expected one of {available()}, got {name!r}")
+    settings = _SETTINGS[name]
+    return None if settings is None else dict(settings)
+
+
+def check_settings(name: str, overrides: dict) -> None:
+    """ValueError naming the first setting ``name`` does not use, or whose value has the wrong type."""
+    settings = model_settings(name)
+    if settings is None:
+        return
+    for key, value in overrides.items():
+        if key not in settings:
+            users = [other for other, s in _SETTINGS.items() if s and key in s]
+            where = f" (a setting of {', '.join(users[:3])}{', ...' if len(users) > 3 else ''})" if users else ""
+            raise ValueError(f"model.{key}: {name} does not use this setting{where}; its settings are "
+                             f"{', '.join(sorted(settings))}")
+        problem = _type_problem(key, value, settings[key])
+        if problem:
+            raise ValueError(f"model.{key}: expected {problem}, got {value!r}")
+
+
+def _type_problem(key, value, default):
+    """What ``value`` should have been, or None when it fits ``default``'s type."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if key == "min_size":  # one size, or several for multi-scale training
+        ok = is_int(value) or (isinstance(value, (list, tuple)) and value and all(is_int(v) for v in value))
+        return None if ok else "an int or a tuple of ints"
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if is_int(default):
+        return None if is_int(value) else "an int"
+    if isinstance(default, float):
+        return None if (is_int(value) or isinstance(value, float)) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, (tuple, list)):
+        return None if isinstance(value, (tuple, list)) else "a tuple"
+    if isinstance(default, dict):
+        return None if isinstance(value, dict) else "a dict"
+    return None
+
+
 def build(name: str, num_classes: int, **overrides):
     """Build detector `name` with `num_classes` classes (background included,
     as torchvision: COCO is 91). Randomly initialised; load weights with
@@ -45,6 +114,7 @@ def build(name: str, num_classes: int, **overrides):
         raise ValueError(f"name: expected one of {available()}, got {name!r}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes: expected an int >= 2 (background included), got {num_classes!r}")
+    check_settings(name, overrides)
     try:
         return _REGISTRY[name](num_classes=num_classes, **overrides)
     except TypeError as e:
@@ -115,45 +185,64 @@ def _two_stage_fpn(
     )
 
 
+_MASK_KEYS = ("mask_width", "mask_threshold")
+_KEYPOINT_KEYS = ("keypoint_width",)
+_FPN_RCNN = keyword_defaults(_two_stage_fpn, drop=("mask", "keypoints") + _MASK_KEYS + _KEYPOINT_KEYS)
+_FPN_MASK = {**_FPN_RCNN, **{k: v for k, v in keyword_defaults(_two_stage_fpn).items() if k in _MASK_KEYS}}
+_KEYPOINT_MIN_SIZE = (640, 672, 704, 736, 768, 800)
+_FPN_KEYPOINT = {**_FPN_RCNN, "min_size": _KEYPOINT_MIN_SIZE, "num_keypoints": 17, "keypoint_width": 512}
+_RETINA_HEAD = keyword_defaults(RetinaNet.__init__)
+
+
+def _retina(num_classes, depth=50, min_size=800, max_size=1333, trainable_stages=3, base_width=64,
+            blocks=None, fpn_channels=256, bn_eps=1e-5, **kw):
+    backbone = resnet_fpn_backbone(depth, trainable_stages, (3, 4, 5), "p6p7", base_width, blocks, fpn_channels, bn_eps)
+    sizes = tuple((x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))) for x in (32, 64, 128, 256, 512))
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
+    head = RetinaNetHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes)
+    return RetinaNet(_transform(min_size, max_size), backbone, anchors, head, num_classes, **kw)
+
+
 for _depth in (50, 101):
 
-    @register(f"faster_rcnn_r{_depth}_fpn")
+    @register(f"faster_rcnn_r{_depth}_fpn", settings={**_FPN_RCNN, "depth": _depth})
     def _faster(num_classes, _d=_depth, **kw):
         kw.setdefault("depth", _d)
         return _two_stage_fpn(num_classes, **kw)
 
-    @register(f"mask_rcnn_r{_depth}_fpn")
+    @register(f"mask_rcnn_r{_depth}_fpn", settings={**_FPN_MASK, "depth": _depth})
     def _mask(num_classes, _d=_depth, **kw):
         kw.setdefault("depth", _d)
         return _two_stage_fpn(num_classes, mask=True, **kw)
 
-    @register(f"keypoint_rcnn_r{_depth}_fpn")
+    @register(f"keypoint_rcnn_r{_depth}_fpn", settings={**_FPN_KEYPOINT, "depth": _depth})
     def _keypoint(num_classes, _d=_depth, num_keypoints=17, **kw):
         kw.setdefault("depth", _d)
-        kw.setdefault("min_size", (640, 672, 704, 736, 768, 800))
+        kw.setdefault("min_size", _KEYPOINT_MIN_SIZE)
         return _two_stage_fpn(num_classes, keypoints=num_keypoints, **kw)
 
-    @register(f"retinanet_r{_depth}_fpn")
-    def _retina(
-        num_classes, _d=_depth, depth=None, min_size=800, max_size=1333, trainable_stages=3, base_width=64,
-        blocks=None, fpn_channels=256, bn_eps=1e-5, **kw,
-    ):
-        backbone = resnet_fpn_backbone(
-            depth or _d, trainable_stages, (3, 4, 5), "p6p7", base_width, blocks, fpn_channels, bn_eps
-        )
-        sizes = tuple((x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))) for x in (32, 64, 128, 256, 512))
-        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
-        head = RetinaNetHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes)
-        return RetinaNet(_transform(min_size, max_size), backbone, anchors, head, num_classes, **kw)
+    @register(f"retinanet_r{_depth}_fpn", settings={**keyword_defaults(_retina), "depth": _depth, **_RETINA_HEAD})
+    def _retina_depth(num_classes, _d=_depth, **kw):
+        kw.setdefault("depth", _d)
+        return _retina(num_classes, **kw)
+
+
+# VGG16's conv blocks hold 2, 2, 3, 3, 3 convs; trainable_stages=k trains the
+# last k blocks (3, the papers' choice, freezes conv1_x and conv2_x).
+_VGG_BLOCK_CONVS = (2, 2, 3, 3, 3)
 
 
 def _vgg16(
-    num_classes, with_rpn, min_size=600, max_size=1000, width_div=1, frozen_convs=4, representation_size=4096,
+    num_classes, with_rpn, min_size=600, max_size=1000, base_width=64, trainable_stages=3, representation_size=4096,
     pooler="pool", sampling_ratio=2, aligned=False, bg_iou_lo=None, box_batch_size_per_image=512,
     rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, box_score_thresh=0.05, box_nms_thresh=0.3,
     box_detections_per_img=100, dropout=0.5,
 ):
-    backbone = VGG16(frozen_convs, width_div)
+    if not 1 <= base_width <= 64 or 64 % base_width:
+        raise ValueError(f"base_width: expected a divisor of 64 for VGG16, got {base_width}")
+    if not 0 <= trainable_stages <= 5:
+        raise ValueError(f"trainable_stages: expected 0..5 for VGG16, got {trainable_stages}")
+    backbone = VGG16(sum(_VGG_BLOCK_CONVS[: 5 - trainable_stages]), 64 // base_width)
     c = backbone.out_channels
     rpn = None
     if with_rpn:
@@ -177,11 +266,14 @@ def _vgg16(
     return GeneralizedRCNN(transform, backbone, rpn, heads, num_classes)
 
 
-@register("fast_rcnn_vgg16")
+_VGG = keyword_defaults(_vgg16, drop=("with_rpn",))
+
+
+@register("fast_rcnn_vgg16", settings={k: v for k, v in _VGG.items() if not k.startswith("rpn_")})
 def _fast_vgg(num_classes, **kw):
     return _vgg16(num_classes, with_rpn=False, **kw)
 
 
-@register("faster_rcnn_vgg16")
+@register("faster_rcnn_vgg16", settings=_VGG)
 def _faster_vgg(num_classes, **kw):
     return _vgg16(num_classes, with_rpn=True, **kw)

@@ -1,0 +1,60 @@
+"""One line per model setting (``model.KEY=VALUE`` on the command line), for
+``detcore train --model NAME --list-settings``. The same name means the same
+thing in every builder."""
+
+from __future__ import annotations
+
+from typing import List
+
+MODEL_SETTING_HELP = {
+    # input size
+    "min_size": "the model resizes the shorter image side to this (a tuple: one at random per image in training)",
+    "max_size": "... while keeping the longer side at most this",
+    # backbone
+    "depth": "ResNet depth: 50 or 101",
+    "base_width": "channels of the backbone's first stage (64 in the papers; 8-16 make a tiny model)",
+    "blocks": "ResNet blocks per stage, e.g. (1, 1, 1, 1) for a tiny model (None: the depth's)",
+    "trainable_stages": "backbone stages that train, counted from the last (5 = all, stem included)",
+    "fpn_channels": "FPN output channels (256 in the papers)",
+    "bn_eps": "eps of the frozen batch norms",
+    # RPN
+    "rpn_pre_nms_top_n": "proposals kept per level before NMS, {'training': N, 'testing': M}",
+    "rpn_post_nms_top_n": "proposals kept per image after NMS, {'training': N, 'testing': M}",
+    "rpn_batch_size_per_image": "anchors sampled per image for the RPN loss",
+    # RoI heads
+    "representation_size": "width of the box head's fully connected layers",
+    "pooler": "RoI pooling: 'align' (RoIAlign) or 'pool' (RoIPool)",
+    "sampling_ratio": "RoIAlign sampling points per bin side (<= 0: adaptive)",
+    "aligned": "RoIAlign's half-pixel shift (True: detectron2's fix)",
+    "box_batch_size_per_image": "RoIs sampled per image for the box head's loss",
+    "box_positive_fraction": "fraction of foreground RoIs in that sample",
+    "bg_iou_lo": "lowest IoU of a background RoI (Fast R-CNN: 0.1)",
+    "box_score_thresh": "detections scoring lower are dropped",
+    "box_nms_thresh": "per-class NMS IoU threshold of the detections",
+    "box_detections_per_img": "at most this many detections per image",
+    "dropout": "dropout of the fc6/fc7 head",
+    "mask_width": "channels of the mask head's convs",
+    "mask_threshold": "mask probability threshold when pasting masks into the image",
+    "num_keypoints": "keypoints per instance (detcore train takes it from the dataset)",
+    "keypoint_width": "channels of the keypoint head's convs",
+    # RetinaNet
+    "fg_iou_thresh": "anchors with IoU >= this are foreground",
+    "bg_iou_thresh": "anchors with IoU < this are background",
+    "focal_alpha": "focal loss alpha",
+    "focal_gamma": "focal loss gamma",
+    "score_thresh": "detections scoring lower are dropped",
+    "nms_thresh": "NMS IoU threshold of the detections",
+    "detections_per_img": "at most this many detections per image",
+    "topk_candidates": "candidates kept per level before NMS",
+}
+
+
+def format_model_settings(name: str) -> List[str]:
+    """``model.key = default  # description`` lines of model ``name``'s settings."""
+    from .builders import model_settings
+
+    settings = model_settings(name)
+    if settings is None:
+        return [f"# {name} does not declare its settings"]
+    return [f"model.{key} = {default!r}  # {MODEL_SETTING_HELP.get(key, '')}"
+            for key, default in sorted(settings.items())]
