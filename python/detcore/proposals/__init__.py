@@ -8,7 +8,7 @@ for selective search: ``pip install 'detcore[classic]'``)."""
 
 from .cache import ProposalCache
 from .files import FORMATS, ProposalError, ProposalSet, read_proposals, write_proposals
-from .selective_search import selective_search
+from .selective import selective_search
 from .source import SPEC_HELP, FileSource, SelectiveSearchSource, attach_proposals, parse_source
 
 __all__ = [

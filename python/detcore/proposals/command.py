@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .files import FORMATS, ProposalError, ProposalSet, format_of, write_proposals
-from .selective_search import clip_to_image
+from .selective import clip_to_image
 from .source import SPEC_HELP, FileSource, SelectiveSearchSource, attach_proposals, parse_source
 
 Log = Callable[[str], None]
@@ -139,7 +139,7 @@ def run(args, log: Log = print) -> int:
             boxes.append(source.boxes_for_file(dataset.image_path(index)))
             if (index + 1) % 100 == 0:
                 log(f"selective search: {index + 1}/{len(dataset)} images")
-        proposals = ProposalSet(ids, boxes, None, args.output)
+        proposals = ProposalSet(ids, boxes, None, args.output, _file_names(dataset))
     else:
         proposals = _rpn_proposal_set(args, dataset, log)
     write_proposals(args.output, proposals, fmt)
@@ -181,4 +181,8 @@ def _rpn_proposal_set(args, dataset, log: Log) -> ProposalSet:
         logits.append(lg.cpu().numpy())
         if (index + 1) % 100 == 0:
             log(f"rpn: {index + 1}/{len(dataset)} images")
-    return ProposalSet(ids, boxes, logits, args.output)
+    return ProposalSet(ids, boxes, logits, args.output, _file_names(dataset))
+
+
+def _file_names(dataset):
+    return [os.path.basename(dataset.image_path(i)) for i in range(len(dataset))]

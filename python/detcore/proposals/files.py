@@ -16,6 +16,11 @@ Two formats, chosen by the file's extension (``.pkl`` / ``.npz``) or by name:
   ``x1, y1, x2, y2`` in the image's pixels; ``scores`` (sum Pi,) float32, only
   when the proposals have scores.
 
+Both may also hold ``file_names`` (the image files' base names, in the order of
+``ids``; detectron2 ignores the key): ids alone cannot tell two datasets whose
+ids are both 1..N apart, file names can, so a file written by ``detcore
+proposals`` is checked against the dataset's files.
+
 Image ids match a dataset's ids as strings (``17`` and ``"17"`` are the same
 image), as in detectron2. Boxes are in the original image's pixels.
 """
@@ -68,9 +73,10 @@ class _Unpickler(pickle.Unpickler):
 class ProposalSet:
     """Proposals by image id: ``boxes`` and ``scores`` (None when the file has none).
 
-    ``path`` names the file in error messages."""
+    ``file_names`` (optional) are the images' file names; ``path`` names the
+    file in error messages."""
 
-    def __init__(self, ids: Iterable[ImageId], boxes, scores=None, path: str = "<proposals>"):
+    def __init__(self, ids: Iterable[ImageId], boxes, scores=None, path: str = "<proposals>", file_names=None):
         ids = [_plain_id(i) for i in ids]
         boxes = list(boxes)
         if len(boxes) != len(ids):
@@ -79,7 +85,11 @@ class ProposalSet:
             scores = list(scores)
             if len(scores) != len(ids):
                 raise ProposalError(f"{path}: {len(ids)} image ids but {len(scores)} score arrays")
-        self.path = path
+        if file_names is not None:
+            file_names = [os.path.basename(str(f)) for f in file_names]
+            if len(file_names) != len(ids):
+                raise ProposalError(f"{path}: {len(ids)} image ids but {len(file_names)} file names")
+        self.path, self.file_names = path, file_names
         self._index: Dict[str, int] = {}
         self.ids, self.boxes, self.scores = [], [], [] if scores is not None else None
         for k, image_id in enumerate(ids):
@@ -106,12 +116,27 @@ class ProposalSet:
             raise ProposalError(f"{self.path} has no proposals for image {image_id!r}{what}")
         return self.boxes[k], (self.scores[k] if self.scores is not None else None)
 
-    def check_covers(self, ids: Iterable[ImageId], describe=lambda i: "") -> None:
-        """Every id has proposals: a file of another dataset, or one missing an
-        image, is reported with the image(s) it lacks."""
+    def check_covers(self, ids: Iterable[ImageId], file_names=None) -> None:
+        """Every id has proposals (and, where both sides know the file names,
+        the same file): a file of another dataset, or one missing an image, is
+        reported with the image(s) concerned."""
         ids = list(ids)
+        names = dict(zip((str(i) for i in ids), file_names)) if file_names is not None else {}
+
+        def describe(i):
+            return f" ({names[str(i)]})" if names.get(str(i)) else ""
+
         missing = [i for i in ids if str(i) not in self._index]
         if not missing:
+            if self.file_names is not None and names:
+                wrong = [i for i in ids if names.get(str(i)) and
+                         os.path.basename(names[str(i)]) != self.file_names[self._index[str(i)]]]
+                if wrong:
+                    i = wrong[0]
+                    raise ProposalError(f"{self.path}: image {i!r} is {os.path.basename(names[str(i)])} in the "
+                                        f"dataset but {self.file_names[self._index[str(i)]]} in this file "
+                                        f"({len(wrong)} of {len(ids)} images differ); is it the proposal file of "
+                                        f"another dataset or split?")
             return
         if len(missing) == len(ids):
             sample = ", ".join(repr(i) for i in self.ids[:3])
@@ -194,7 +219,7 @@ def _read_detectron2(path: str) -> ProposalSet:
     boxes = data["boxes"]
     if mode == XYWH_ABS:
         boxes = [_xywh_to_xyxy(b) for b in boxes]
-    return ProposalSet(data["ids"], boxes, data.get("objectness_logits"), path)
+    return ProposalSet(data["ids"], boxes, data.get("objectness_logits"), path, data.get("file_names"))
 
 
 def _xywh_to_xyxy(boxes) -> np.ndarray:
@@ -224,8 +249,10 @@ def _read_npz(path: str) -> ProposalSet:
     if scores is not None and scores.shape != (len(boxes),):
         raise ProposalError(f"{path}: 'scores' has shape {scores.shape}, expected ({len(boxes)},)")
     spans = list(zip(offsets[:-1], offsets[1:]))
+    names = arrays.get("file_names")
     return ProposalSet(ids.tolist(), [boxes[a:b] for a, b in spans],
-                       None if scores is None else [scores[a:b] for a, b in spans], path)
+                       None if scores is None else [scores[a:b] for a, b in spans], path,
+                       None if names is None else names.tolist())
 
 
 def write_proposals(path: str, proposals: ProposalSet, fmt: Optional[str] = None) -> str:
@@ -240,6 +267,8 @@ def write_proposals(path: str, proposals: ProposalSet, fmt: Optional[str] = None
             scores = [np.zeros(len(b), np.float32) for b in proposals.boxes]
         payload = {"ids": list(proposals.ids), "boxes": [np.asarray(b, np.float32) for b in proposals.boxes],
                    "objectness_logits": [np.asarray(s, np.float32) for s in scores], "bbox_mode": XYXY_ABS}
+        if proposals.file_names is not None:
+            payload["file_names"] = list(proposals.file_names)
         with open(tmp, "wb") as f:
             pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
     else:
@@ -251,6 +280,8 @@ def write_proposals(path: str, proposals: ProposalSet, fmt: Optional[str] = None
                   "boxes": np.concatenate([np.zeros((0, 4), np.float32), *proposals.boxes]).astype(np.float32)}
         if proposals.scores is not None:
             arrays["scores"] = np.concatenate([np.zeros(0, np.float32), *proposals.scores]).astype(np.float32)
+        if proposals.file_names is not None:
+            arrays["file_names"] = np.asarray(proposals.file_names, dtype=np.str_).reshape(-1)
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
     os.replace(tmp, path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .cache import ProposalCache
 from .files import ProposalError, ProposalSet, read_proposals
-from .selective_search import (DEFAULT_MAX_BOXES, STRATEGIES, check_settings, clip_to_image, import_cv2,
+from .selective import (DEFAULT_MAX_BOXES, STRATEGIES, check_settings, clip_to_image, import_cv2,
                                selective_search)
 
 SELECTIVE_SEARCH = "selective_search"
@@ -83,8 +83,8 @@ class FileSource:
         return self.path
 
     def check(self, dataset) -> None:
-        names = {dataset.proposal_id(i): dataset.image_infos[i].get("file_name") for i in range(len(dataset))}
-        self.proposals.check_covers(list(names), lambda i: f" ({names[i]})" if names.get(i) else "")
+        ids = [dataset.proposal_id(i) for i in range(len(dataset))]
+        self.proposals.check_covers(ids, [info.get("file_name") for info in dataset.image_infos])
 
     def get(self, dataset, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         info = dataset.image_infos[index]
