@@ -87,9 +87,8 @@ def attach_for_model(model, model_name: str, dataset, spec: Optional[str], cache
 
 def image_proposals(model, model_name: str, spec: Optional[str], cache_dir: Optional[str]):
     """``detcore predict``: a function ``(path, height, width) -> model keyword
-    arguments`` that gives the model an image file's proposals. A proposal file
-    is looked up by the file's name stem (``000005.jpg`` -> ``000005``, or the
-    int 5 where the file's ids are ints)."""
+    arguments`` that gives the model an image file's proposals (from a proposal
+    file: see :meth:`ProposalSet.id_for_file`)."""
     if not takes_proposals(model, model_name, spec):
         return lambda path, height, width: {}
     import torch
@@ -99,11 +98,11 @@ def image_proposals(model, model_name: str, spec: Optional[str], cache_dir: Opti
 
     def for_image(path: str, height: int, width: int) -> dict:
         if isinstance(source, FileSource):
-            stem = os.path.splitext(os.path.basename(path))[0]
-            found = next((i for i in [stem] + ([int(stem)] if stem.isdigit() else []) if i in source.proposals), None)
+            found = source.proposals.id_for_file(path)
             if found is None:
-                raise ProposalError(f"{source.path} has no proposals for image {stem!r} ({path}); predict looks an "
-                                    f"image up by its file name stem")
+                raise ProposalError(f"{source.path} has no proposals for image {path}: predict looks an image up "
+                                    f"by its file name (recorded by `detcore proposals`) or name stem (000005.jpg -> "
+                                    f"id 000005 or 5)")
             boxes = clip_to_image(source.proposals.get(found)[0], height, width)[0]
         else:
             boxes = source.boxes_for_file(path)

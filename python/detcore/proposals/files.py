@@ -116,6 +116,16 @@ class ProposalSet:
             raise ProposalError(f"{self.path} has no proposals for image {image_id!r}{what}")
         return self.boxes[k], (self.scores[k] if self.scores is not None else None)
 
+    def id_for_file(self, path: str) -> Optional[ImageId]:
+        """The id of an image file: by its name where the file records names,
+        else by its name stem (``000005.jpg`` -> ``"000005"`` or ``5``)."""
+        name = os.path.basename(path)
+        if self.file_names is not None and name in self.file_names:
+            return self.ids[self.file_names.index(name)]
+        stem = os.path.splitext(name)[0]
+        candidates = [stem] + ([str(int(stem))] if stem.isdigit() else [])
+        return next((self.ids[self._index[c]] for c in candidates if c in self._index), None)
+
     def check_covers(self, ids: Iterable[ImageId], file_names=None) -> None:
         """Every id has proposals (and, where both sides know the file names,
         the same file): a file of another dataset, or one missing an image, is
