@@ -82,7 +82,10 @@ def attach_for_model(model, model_name: str, dataset, spec: Optional[str], cache
         source.precompute(dataset, log)
         log(f"selective search: {source.cache.misses} images searched, {source.cache.hits} read from the cache, "
             f"{time.perf_counter() - t0:.1f} s")
-    return attach_proposals(dataset, source)
+    source = attach_proposals(dataset, source)
+    if isinstance(source, FileSource):
+        log(f"proposals of {what}: {source.path} ({len(source.proposals)} images in the file)")
+    return source
 
 
 def image_proposals(model, model_name: str, spec: Optional[str], cache_dir: Optional[str]):
