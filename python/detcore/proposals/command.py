@@ -68,18 +68,20 @@ def takes_proposals(model, model_name: str, spec: Optional[str]) -> bool:
 
 
 def attach_for_model(model, model_name: str, dataset, spec: Optional[str], cache_dir: Optional[str], log: Log,
-                     what: str = "--data"):
+                     what: str = "--data", limit: Optional[int] = None):
     """Attaches ``--proposals`` to ``dataset`` when the model takes proposals
-    (running selective search over it once, so training reads the cache)."""
+    (running selective search over it, or its first ``limit`` images, once:
+    training then reads the cache)."""
     if not takes_proposals(model, model_name, spec):
         return None
     source = _source(spec, cache_dir)
     if isinstance(source, SelectiveSearchSource) and len(dataset):
-        log(f"selective search ({source.strategy}, up to {source.max_boxes} boxes) on the {len(dataset)} images of "
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        log(f"selective search ({source.strategy}, up to {source.max_boxes} boxes) on the {count} images of "
             f"{what}, cached in {source.cache.folder_for(dataset.image_path(0))}")
         source.check(dataset)
         t0 = time.perf_counter()
-        source.precompute(dataset, log)
+        source.precompute(dataset, log, limit)
         log(f"selective search: {source.cache.misses} images searched, {source.cache.hits} read from the cache, "
             f"{time.perf_counter() - t0:.1f} s")
     source = attach_proposals(dataset, source)

@@ -64,12 +64,13 @@ class SelectiveSearchSource:
     def get(self, dataset, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         return self.boxes_for_file(dataset.image_path(index)), None
 
-    def precompute(self, dataset, log: Optional[Callable[[str], None]] = None) -> None:
-        """Fills the cache for every image (once; later runs read it)."""
-        for index in range(len(dataset)):
+    def precompute(self, dataset, log: Optional[Callable[[str], None]] = None, limit: Optional[int] = None) -> None:
+        """Fills the cache for every image, or the first ``limit`` (once; later runs read it)."""
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        for index in range(count):
             self.boxes_for_file(dataset.image_path(index))
             if log is not None and (index + 1) % 100 == 0:
-                log(f"selective search: {index + 1}/{len(dataset)} images")
+                log(f"selective search: {index + 1}/{count} images")
 
 
 class FileSource:
