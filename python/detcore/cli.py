@@ -7,6 +7,10 @@
     detcore eval --weights CKPT --data SPEC [-o OUT] [--voc]
     detcore predict --weights CKPT IMAGE|FOLDER|GLOB... -o OUT
     detcore bench [--only nms,roi_align]
+    detcore proposals --data SPEC -o FILE [--method selective_search|rpn --checkpoint CKPT]
+
+Detectors that take external proposals (fast_rcnn_vgg16) need ``--proposals
+selective_search[:fast|quality[:MAX_BOXES]]`` or ``--proposals FILE`` in train, eval and predict.
 
 Dataset specs: ``synthetic[:TRAIN[:VAL]]``, ``coco:ANNOTATIONS.json:IMAGE_DIR``,
 ``voc:ROOT[:SPLIT][:classes=A,B,...]``. Settings: ``key=value`` (see
@@ -54,6 +58,7 @@ def _add_check_data(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from detcore import __version__
+    from detcore.proposals.command import add_command_arguments, add_proposal_arguments
 
     parser = argparse.ArgumentParser(prog="detcore", description="detcore: train, evaluate and run detectors.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -90,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-settings", action="store_true",
                    help="list the training settings (and with --model, the model's) with defaults and exit")
     _add_check_data(p)
+    add_proposal_arguments(p)
+    p.add_argument("--val-proposals", default=None, metavar="SPEC", help="proposals of --val-data (default: --proposals)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training settings, model.key=value")
 
     p = sub.add_parser("eval", help="evaluate a checkpoint with the COCO metrics")
@@ -100,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voc", action="store_true", help="also report VOC07 mAP")
     p.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
     _add_check_data(p)
+    add_proposal_arguments(p)
     p.add_argument("overrides", nargs="*", metavar="model.key=value", help="model builder overrides")
 
     p = sub.add_parser("predict", help="detect objects in images; write pictures and JSON")
@@ -110,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-detections", type=int, default=None, metavar="N",
                    help="keep the N highest-scoring detections per image")
     p.add_argument("--model", default=None, help="model name (default: the checkpoint's)")
+    add_proposal_arguments(p)
+
+    p = sub.add_parser("proposals", help="write a proposal file: selective search, or a trained detector's RPN")
+    add_command_arguments(p)
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
 
     p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/bench_ops.py")
@@ -163,7 +176,7 @@ def _is_user_error(e: Exception) -> bool:
     if isinstance(e, (UsageError, FileNotFoundError)):
         return True
     user_errors = [("detcore.data", "DatasetError"), ("detcore.engine.checkpoint", "CheckpointError"),
-                   ("detcore.engine.trainer", "TrainingSetupError")]
+                   ("detcore.engine.trainer", "TrainingSetupError"), ("detcore.proposals", "ProposalError")]
     return any(isinstance(e, getattr(sys.modules[module], name)) for module, name in user_errors
                if module in sys.modules)
 
@@ -261,7 +274,16 @@ def _evaluate_and_report(model, dataset, device, output, **kwargs):
     return evaluate_and_report(model, dataset, device, output, **kwargs)
 
 
-_COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "bench": cmd_bench}
+def cmd_proposals(args):
+    _prepare(args)
+    from detcore.engine.cli_support import log
+    from detcore.proposals.command import run
+
+    return run(args, log)
+
+
+_COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "bench": cmd_bench,
+             "proposals": cmd_proposals}
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ RESULTS_FILE = "coco_instances_results.json"
 
 def run(args) -> int:
     from ..data import build_dataset
+    from ..proposals.command import attach_for_model
     from .distributed import is_main_process
 
     device = setup_device(args.device)
@@ -27,6 +28,8 @@ def run(args) -> int:
     if meta.get("class_names") and meta["class_names"] != dataset.class_names:
         raise UsageError(f"the checkpoint's classes {meta['class_names'][1:]} differ from the dataset's "
                          f"{dataset.class_names[1:]}")
+    attach_for_model(model, args.model or meta.get("model"), dataset, args.proposals, args.proposal_cache, log,
+                     limit=args.max_images)
     cfg = meta.get("config", {})
     results_file = None
     if args.output:

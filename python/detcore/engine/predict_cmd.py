@@ -39,6 +39,7 @@ def run(args) -> int:
     import torch
 
     from ..data import load_image
+    from ..proposals.command import image_proposals
     from .evaluation import to_original_size
     from .visualize import save_detection_picture
 
@@ -47,6 +48,7 @@ def run(args) -> int:
     images = expand_inputs(args.images)
     device = setup_device(args.device)
     model, meta = load_checkpoint_model(args.weights, args.model, {}, device)
+    proposals_of = image_proposals(model, args.model or meta.get("model"), args.proposals, args.proposal_cache)
     class_names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
     category_ids = meta.get("category_ids") or list(range(1, meta["num_classes"]))
     os.makedirs(args.output, exist_ok=True)
@@ -54,7 +56,7 @@ def run(args) -> int:
     with torch.no_grad():
         for path in images:
             image = load_image(path)
-            out = model([image.to(device)])[0]
+            out = model([image.to(device)], **proposals_of(path, *image.shape[-2:]))[0]
             pred = to_original_size(out, tuple(image.shape[-2:]), tuple(image.shape[-2:]))
             keep = np.flatnonzero(pred["scores"] >= args.score_threshold)
             keep = keep[np.argsort(-pred["scores"][keep], kind="stable")]

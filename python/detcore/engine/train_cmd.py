@@ -164,6 +164,7 @@ def _has_masks(dataset) -> bool:
 
 def run(args) -> int:
     from ..data import build_dataset, label_to_category
+    from ..proposals.command import attach_for_model
     from .distributed import get_world_size
     from .evaluation import evaluate
     from .trainer import METRICS_FILE, TrainingInterrupted, train
@@ -209,6 +210,10 @@ def run(args) -> int:
     seed_everything(cfg.seed)
     model = build_detector(run_settings.model, train_set.num_classes, model_overrides)
     check_dataset_for_model(run_settings.model, model, train_set, data)
+    attach_for_model(model, run_settings.model, train_set, args.proposals, args.proposal_cache, log)
+    if val_set is not None:
+        attach_for_model(model, run_settings.model, val_set, args.val_proposals or args.proposals,
+                         args.proposal_cache, log, "--val-data")
     if run_settings.weights and not resume:
         from .weights import load_initial_weights
 
@@ -220,6 +225,8 @@ def run(args) -> int:
             "category_ids": [int(label_to_cat[i]) for i in range(1, train_set.num_classes)],
             "keypoint_names": keypoint_names, "config": cfg.to_dict(), "data": data,
             "val_data": run_settings.val_data, "weights": run_settings.weights}
+    if args.proposals:
+        meta["proposals"] = args.proposals
     log(f"training {run_settings.model} on {data} ({len(train_set)} images, {train_set.num_classes - 1} classes) "
         f"for {cfg.max_iter} iterations, {cfg.images_per_batch} images per batch, on {device}")
 
