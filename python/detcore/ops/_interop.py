@@ -18,6 +18,7 @@ and calls ``detcore._C``. The public op picks the namespace from its inputs:
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -129,6 +130,20 @@ def check_boxes(x, name: str, layout: str = "(N, 4)", width: int = 4) -> None:
         raise ValueError(f"{name}: expected an array of shape {layout}, got shape {tuple(x.shape)}")
 
 
+class Device(NamedTuple):
+    """Where an array lives: ("cpu", 0) or ("cuda", index). ``str()`` gives
+    "cpu" or "cuda:<index>", the device string of the ``_C`` size queries."""
+
+    type: str
+    index: int
+
+    def __str__(self) -> str:
+        return self.type if self.type == "cpu" else f"{self.type}:{self.index}"
+
+
+CPU = Device("cpu", 0)
+
+
 class NumpyArrays:
     """Array namespace for the numpy path."""
 
@@ -152,6 +167,15 @@ class NumpyArrays:
     @staticmethod
     def stream(like) -> int:
         return 0
+
+    @staticmethod
+    def device(like) -> Device:
+        return CPU
+
+    @staticmethod
+    def workspace(nbytes: int, like):
+        """A uint8 scratch buffer of `nbytes` bytes for a ``_C`` kernel."""
+        return np.empty((nbytes,), np.uint8)
 
 
 class TorchArrays:
@@ -180,9 +204,23 @@ class TorchArrays:
 
     @staticmethod
     def stream(like) -> int:
+        """PyTorch's current stream on the device of `like` (0 on the CPU):
+        the kernels run on it, ordered with the caller's work."""
         if like.device.type != "cuda":
             return 0
         return torch.cuda.current_stream(like.device).cuda_stream
+
+    @staticmethod
+    def device(like) -> Device:
+        if like.device.type != "cuda":
+            return CPU
+        return Device("cuda", like.device.index if like.device.index is not None else torch.cuda.current_device())
+
+    @staticmethod
+    def workspace(nbytes: int, like):
+        """A uint8 scratch buffer of `nbytes` bytes on the device of `like`,
+        from PyTorch's caching allocator."""
+        return torch.empty((nbytes,), dtype=torch.uint8, device=like.device)
 
 
 NUMPY = NumpyArrays()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import _C
 from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, prepare, torch
+from ._scripting import Array, fx_node, is_scripting
 
 
 def _box_iou(xp, boxes1, boxes2):
@@ -14,7 +15,7 @@ def _box_iou(xp, boxes1, boxes2):
     return out
 
 
-def box_iou(boxes1, boxes2):
+def box_iou(boxes1: Array, boxes2: Array) -> Array:
     """IoU of every pair of boxes, as ``torchvision.ops.box_iou``.
 
     Args:
@@ -27,6 +28,11 @@ def box_iou(boxes1, boxes2):
         Unlike torchvision's composed version it has no gradient (it serves
         matching and NMS); a backward through it raises.
     """
+    if is_scripting():
+        return torch.ops.detcore.box_iou(boxes1, boxes2)
+    node = fx_node(box_iou, boxes1, boxes2)
+    if node is not None:
+        return node
     kind, (boxes1, boxes2) = prepare(boxes1=boxes1, boxes2=boxes2)
     if kind == TORCH_KIND:
         return torch.ops.detcore.box_iou(boxes1, boxes2)
@@ -44,3 +50,6 @@ if torch is not None:
         check_boxes(boxes1, "boxes1")
         check_boxes(boxes2, "boxes2", "(M, 4)")
         return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]))
+
+    # A leaf node for torch.fx when called through this module's globals.
+    torch.fx.wrap("box_iou")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import List, Union
+
 from .. import _C
 from ._interop import (
     NUMPY,
@@ -12,7 +14,8 @@ from ._interop import (
     dtype_name,
     torch,
 )
-from ._rois import pooled_size, prepare_rois, spatial_scale_arg
+from ._rois import pooled_size, prepare_rois, script_rois, spatial_scale_arg
+from ._scripting import Array, BroadcastingList2, fx_node, is_scripting
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
 
@@ -57,7 +60,9 @@ def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape, deterministic: b
     return grad_input
 
 
-def roi_pool(input, boxes, output_size, spatial_scale=1.0):
+def roi_pool(
+    input: Array, boxes: Union[Array, List[Array]], output_size: BroadcastingList2[int], spatial_scale: float = 1.0
+) -> Array:
     """Max pooling of each RoI over a grid of bins (Fast R-CNN), as
     ``torchvision.ops.roi_pool``.
 
@@ -86,6 +91,11 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     The CPU backward is deterministic; on CUDA it uses atomicAdd unless
     ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
+    if is_scripting():
+        return torch.ops.detcore.roi_pool(input, script_rois(boxes), spatial_scale, output_size[0], output_size[1])[0]
+    node = fx_node(roi_pool, input, boxes, output_size, spatial_scale)
+    if node is not None:
+        return node
     height, width = pooled_size(output_size)
     scale = spatial_scale_arg(spatial_scale)
     kind, input, rois = prepare_rois(input, boxes)
@@ -102,6 +112,9 @@ if torch is not None:
     def _roi_pool_op(
         input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int, pooled_width: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The scalars are checked here too, for TorchScript callers.
+        pooled_size((pooled_height, pooled_width))
+        spatial_scale = spatial_scale_arg(spatial_scale)
         return _roi_pool(TORCH, input.contiguous(), rois.contiguous(), spatial_scale, pooled_height, pooled_width)
 
     @_roi_pool_op.register_fake
@@ -165,19 +178,23 @@ if torch is not None:
 
     _roi_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
+    # Leaf nodes for torch.fx when called through this module's globals.
+    torch.fx.wrap("roi_pool")
+
     class RoIPool(torch.nn.Module):
-        """See :func:`roi_pool`."""
+        """``roi_pool`` as a module, as ``torchvision.ops.RoIPool``; every
+        argument of `roi_pool` is an attribute."""
 
-        def __init__(self, output_size, spatial_scale: float):
+        def __init__(self, output_size: BroadcastingList2[int], spatial_scale: float):
             super().__init__()
-            self.output_size = output_size
-            self.spatial_scale = spatial_scale
+            self.output_size = pooled_size(output_size)
+            self.spatial_scale = spatial_scale_arg(spatial_scale)
 
-        def forward(self, input, rois):
+        def forward(self, input: Array, rois: Union[Array, List[Array]]) -> Array:
             return roi_pool(input, rois, self.output_size, self.spatial_scale)
 
-        def __repr__(self) -> str:
-            return f"{type(self).__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale})"
+        def extra_repr(self) -> str:
+            return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
 
 else:
 
