@@ -81,4 +81,7 @@ def fx_node(fn, *args, **kwargs):
         proxy = _find_proxy(kwargs.values())
     if proxy is None:
         return None
+    # While tracing, torch.fx.wrap has replaced the module's global `fn` with
+    # a wrapper (functools.wraps): the node calls the op itself.
+    fn = getattr(fn, "__wrapped__", fn)
     return proxy.tracer.create_proxy("call_function", fn, args, kwargs)
