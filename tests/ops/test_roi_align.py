@@ -343,7 +343,7 @@ def test_gradcheck_float64(rng, aligned):
     x = torch.from_numpy(random_features(rng, (2, 2, 6, 7))).requires_grad_()
     rois = torch.from_numpy(random_rois(rng, 5, 2, 6, 7, 0.5))
     for sampling_ratio in (-1, 2):
-        fn = lambda t: roi_align(t, rois, (2, 3), 0.5, sampling_ratio, aligned)  # noqa: E731
+        fn = lambda t, s=sampling_ratio: roi_align(t, rois, (2, 3), 0.5, s, aligned)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x,))
 
 
