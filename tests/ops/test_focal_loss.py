@@ -221,13 +221,13 @@ def test_native_core_checks_label_range_and_outputs(rng):
     # The Python layer sizes the outputs; the core still checks what it is given.
     x = np.zeros((3, 4))
     with pytest.raises(ValueError, match="loss"):
-        detcore._C.sigmoid_focal_loss(x, x, np.zeros(5), None, None, 0.25, 2.0, "none")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "none", x, x, np.zeros(5), None, None)
     with pytest.raises(ValueError, match="grad"):
-        detcore._C.sigmoid_focal_loss(x, x, np.zeros(()), np.zeros((3, 3)), None, 0.25, 2.0, "sum")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "sum", x, x, np.zeros(()), np.zeros((3, 3)), None)
     with pytest.raises(ValueError, match="targets"):
-        detcore._C.sigmoid_focal_loss(x, np.array([0, 9, 1]), np.zeros(()), None, None, 0.25, 2.0, "sum")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "sum", x, np.array([0, 9, 1]), np.zeros(()), None, None)
     with pytest.raises(ValueError, match="reduction"):
-        detcore._C.sigmoid_focal_loss(x, x, np.zeros(()), None, None, 0.25, 2.0, "max")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "max", x, x, np.zeros(()), None, None)
 
 
 @needs_torch

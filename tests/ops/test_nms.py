@@ -167,26 +167,26 @@ def test_native_entry_checks_keep_and_workspace(rng):
     from detcore import _C
 
     boxes, scores = integer_boxes(rng, 10), rng.random(10).astype(np.float32)
-    size = _C.nms_workspace_size(10)
+    size = _C.nms_workspace_bytes("cpu", "float32", 0.5, 10)
     keep, workspace = np.empty(10, np.int64), np.empty(size, np.uint8)
-    count = _C.nms(boxes, scores, 0.5, keep, workspace)
+    count = _C.nms(0.5, boxes, scores, keep, workspace)
     np.testing.assert_array_equal(keep[:count], reference_nms(boxes, scores, 0.5))
     with pytest.raises(ValueError, match="workspace"):
-        _C.nms(boxes, scores, 0.5, keep, workspace[: size - 1])
+        _C.nms(0.5, boxes, scores, keep, workspace[: size - 1])
     with pytest.raises(TypeError, match="workspace"):
-        _C.nms(boxes, scores, 0.5, keep, np.empty(size // 8 + 1, np.int64))
+        _C.nms(0.5, boxes, scores, keep, np.empty(size // 8 + 1, np.int64))
     with pytest.raises(ValueError, match="keep"):
-        _C.nms(boxes, scores, 0.5, keep[:9], workspace)
+        _C.nms(0.5, boxes, scores, keep[:9], workspace)
     with pytest.raises(TypeError, match="keep"):
-        _C.nms(boxes, scores, 0.5, keep.astype(np.int32), workspace)
+        _C.nms(0.5, boxes, scores, keep.astype(np.int32), workspace)
     read_only = keep.copy()
     read_only.setflags(write=False)
     with pytest.raises(ValueError, match="keep"):
-        _C.nms(boxes, scores, 0.5, read_only, workspace)
+        _C.nms(0.5, boxes, scores, read_only, workspace)
     with pytest.raises(ValueError, match="iou_threshold"):
-        _C.nms(boxes, scores, -0.5, keep, workspace)
+        _C.nms(-0.5, boxes, scores, keep, workspace)
     with pytest.raises(ValueError, match="num_boxes"):
-        _C.nms_workspace_size(-1)
+        _C.nms_workspace_bytes("cpu", "float32", 0.5, -1)
 
 
 def test_dlpack_input_gives_a_dlpack_result(rng):

@@ -230,11 +230,11 @@ def test_core_writes_every_pixel_unless_told_out_holds_zeros(rng, threshold):
     expected = paste_masks(masks, boxes, (20, 30), threshold=threshold)
     dtype = np.float32 if threshold is None else np.bool_
     garbage = np.full(expected.shape, 7, dtype)
-    _C.paste_masks(masks, boxes, garbage, threshold)
+    _C.paste_masks(threshold, False, masks, boxes, garbage)
     np.testing.assert_array_equal(garbage, expected)
 
     garbage = np.full(expected.shape, 7, dtype)
-    _C.paste_masks(masks, boxes, garbage, threshold, 0, True)
+    _C.paste_masks(threshold, True, masks, boxes, garbage)
     outside = np.ones(expected.shape, bool)
     for i, box in enumerate(boxes):
         if (box := expanded_int_box(box, 7, 7)) is not None:

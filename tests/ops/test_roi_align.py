@@ -304,20 +304,20 @@ def test_native_entry_checks_what_the_python_layer_does_not():
     features, rois = _good()
     out = np.empty((2, 3, 2, 2), np.float32)
     with pytest.raises(ValueError, match="out"):
-        detcore._C.roi_align_forward(features, rois, np.empty((2, 3, 2, 3), np.float32), 1.0, 2, 2, -1, False)
+        detcore._C.roi_align_forward(2, 2, 1.0, -1, False, features, rois, np.empty((2, 3, 2, 3), np.float32))
     with pytest.raises(ValueError, match="spatial_scale"):
-        detcore._C.roi_align_forward(features, rois, out, float("nan"), 2, 2, -1, False)
+        detcore._C.roi_align_forward(2, 2, float("nan"), -1, False, features, rois, out)
     with pytest.raises(ValueError, match="output_size"):
-        detcore._C.roi_align_forward(features, rois, out, 1.0, 0, 2, -1, False)
+        detcore._C.roi_align_forward(0, 2, 1.0, -1, False, features, rois, out)
     with pytest.raises(ValueError, match="grad_output"):
-        detcore._C.roi_align_backward(np.zeros((2, 3, 2, 3), np.float32), rois, np.empty_like(features),
-                                      np.empty(0, np.uint8), 1.0, 2, 2, -1, False, False)
+        detcore._C.roi_align_backward(2, 2, 1.0, -1, False, False, np.zeros((2, 3, 2, 3), np.float32), rois,
+                                      np.empty_like(features), np.empty(0, np.uint8))
     with pytest.raises(TypeError, match="workspace"):
-        detcore._C.roi_align_backward(out, rois, np.empty_like(features), np.empty(0, np.float32), 1.0, 2, 2, -1,
-                                      False, False)
+        detcore._C.roi_align_backward(2, 2, 1.0, -1, False, False, out, rois, np.empty_like(features),
+                                      np.empty(0, np.float32))
     misaligned = np.empty(17, np.uint8)[1:]
     with pytest.raises(ValueError, match="workspace: expected memory aligned"):
-        detcore._C.roi_align_backward(out, rois, np.empty_like(features), misaligned, 1.0, 2, 2, -1, False, False)
+        detcore._C.roi_align_backward(2, 2, 1.0, -1, False, False, out, rois, np.empty_like(features), misaligned)
 
 
 # --- autograd, torch, torch.compile, DLPack ---------------------------------------------------

@@ -307,17 +307,17 @@ def test_core_checks_the_backward_arguments():
     argmax = np.zeros((1, 3, 2, 2), np.int32)
     grad_input = np.zeros((2, 3, 8, 8), np.float32)
     with pytest.raises(TypeError, match="argmax"):
-        _C.roi_pool_backward(grad_out, R, argmax.astype(np.int64), grad_input)
+        _C.roi_pool_backward(2, 2, False, grad_out, R, argmax.astype(np.int64), grad_input)
     with pytest.raises(ValueError, match="argmax"):
-        _C.roi_pool_backward(grad_out, R, argmax[:, :2], grad_input)
+        _C.roi_pool_backward(2, 2, False, grad_out, R, argmax[:, :2], grad_input)
     with pytest.raises(ValueError, match="grad_input"):
-        _C.roi_pool_backward(grad_out, R, argmax, grad_input[:, :2].copy())
+        _C.roi_pool_backward(2, 2, False, grad_out, R, argmax, grad_input[:, :2].copy())
     with pytest.raises(ValueError, match="boxes"):
-        _C.roi_pool_backward(grad_out, np.array([[5, 1, 1, 5, 5]], np.float32), argmax, grad_input)
+        _C.roi_pool_backward(2, 2, False, grad_out, np.array([[5, 1, 1, 5, 5]], np.float32), argmax, grad_input)
     with pytest.raises(ValueError, match="argmax"):
-        _C.roi_pool_forward(X, R, 1.0, np.zeros((1, 3, 2, 2), np.float32), argmax[:, :, :1].copy())
+        _C.roi_pool_forward(2, 2, 1.0, X, R, np.zeros((1, 3, 2, 2), np.float32), argmax[:, :, :1].copy())
     with pytest.raises(ValueError, match="out"):
-        _C.roi_pool_forward(X, R, 1.0, np.zeros((1, 2, 2, 2), np.float32), argmax[:, :2].copy())
+        _C.roi_pool_forward(2, 2, 1.0, X, R, np.zeros((1, 2, 2, 2), np.float32), argmax[:, :2].copy())
 
 
 def test_dlpack_inputs_give_a_dlpack_result(rng):

@@ -124,7 +124,7 @@ def _level_anchors(use_torch, sizes, ratios, height, width, stride_h, stride_w, 
     if use_torch:
         return torch.ops.detcore.grid_anchors(sizes, ratios, height, width, stride_h, stride_w, dtype, device)
     out = np.empty((height, width, len(sizes) * len(ratios), 4), dtype=dtype)
-    _C.grid_anchors(sizes, ratios, stride_h, stride_w, out, 0)
+    _C.make_anchors(sizes, ratios, stride_h, stride_w, out, 0)
     return out.reshape(-1, 4)
 
 
@@ -201,7 +201,7 @@ if torch is not None:
         device: torch.device,
     ) -> torch.Tensor:
         out = torch.empty((height, width, len(sizes) * len(aspect_ratios), 4), dtype=dtype, device=device)
-        _C.grid_anchors(sizes, aspect_ratios, stride_h, stride_w, TORCH.native(out), TORCH.stream(out))
+        _C.make_anchors(sizes, aspect_ratios, stride_h, stride_w, TORCH.native(out), TORCH.stream(out))
         return out.view(-1, 4)
 
     @_grid_anchors_op.register_fake

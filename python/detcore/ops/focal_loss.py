@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, dtype_name, prepare, torch
 
 _REDUCTIONS = ("none", "sum", "mean")
 
@@ -64,21 +64,20 @@ def _sigmoid_focal_loss(xp, inputs, targets, alpha, gamma, reduction, with_grad)
     _check_targets(inputs, targets)
     loss = xp.empty(tuple(inputs.shape) if reduction == "none" else (), inputs.dtype, like=inputs)
     grad = xp.empty(tuple(inputs.shape), inputs.dtype, like=inputs) if with_grad else None
-    device = getattr(inputs, "device", None)
-    on_cuda = device is not None and getattr(device, "type", "cpu") == "cuda"
+    device = str(inputs.device) if xp is TORCH else "cpu"
     nbytes = _C.sigmoid_focal_loss_workspace_bytes(
-        math.prod(inputs.shape), on_cuda, (device.index or 0) if on_cuda else 0, reduction
+        device, dtype_name(inputs.dtype), alpha, gamma, reduction, math.prod(inputs.shape)
     )
     workspace = xp.empty((nbytes,), xp.uint8, like=inputs) if nbytes else None
     _C.sigmoid_focal_loss(
+        alpha,
+        gamma,
+        reduction,
         xp.native(inputs),
         xp.native(targets),
         xp.native(loss),
         None if grad is None else xp.native(grad),
         None if workspace is None else xp.native(workspace),
-        alpha,
-        gamma,
-        reduction,
         xp.stream(inputs),
     )
     return loss, grad

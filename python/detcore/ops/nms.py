@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, dtype_name, prepare, torch
 
 
 def _check_threshold(iou_threshold) -> float:
@@ -41,15 +41,15 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     iou_threshold = _check_nms_args(boxes, scores, idxs, iou_threshold)
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
-    on_cuda = xp is TORCH and boxes.device.type == "cuda"
-    device_index = (boxes.device.index or 0) if on_cuda else 0
-    workspace = xp.empty((_C.nms_workspace_size(n, on_cuda, device_index),), xp.uint8, like=boxes)
+    device = str(boxes.device) if xp is TORCH else "cpu"
+    workspace_bytes = _C.nms_workspace_bytes(device, dtype_name(boxes.dtype), iou_threshold, n)
+    workspace = xp.empty((workspace_bytes,), xp.uint8, like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
-        count = _C.nms(xp.native(boxes), xp.native(scores), iou_threshold, xp.native(keep), xp.native(workspace), stream)
+        count = _C.nms(iou_threshold, xp.native(boxes), xp.native(scores), xp.native(keep), xp.native(workspace), stream)
     else:
         count = _C.batched_nms(
-            xp.native(boxes), xp.native(scores), xp.native(idxs), iou_threshold, xp.native(keep),
+            iou_threshold, xp.native(boxes), xp.native(scores), xp.native(idxs), xp.native(keep),
             xp.native(workspace), stream,
         )
     if count == n:
