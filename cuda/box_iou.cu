@@ -12,8 +12,7 @@ __global__ void box_iou_kernel(const T* __restrict__ boxes1, const T* __restrict
                                T* __restrict__ out) {
   using A = acc_t<T>;
   const int64_t total = n * m;
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total;
-       k += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t k : grid_stride_range(total)) {
     const int64_t i = k / m;
     const int64_t j = k - i * m;
     const auto a = math::load_box<A>(boxes1 + 4 * i);

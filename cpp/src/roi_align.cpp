@@ -54,8 +54,8 @@ void check_boxes(const TensorRef& boxes, const TensorRef& like, const char* like
 
 }  // namespace
 
-void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
-                       const RoIAlignParams& params, Stream stream) {
+void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, const TensorRef& boxes,
+                       const TensorRef& out, Stream stream) {
   check::ndim(input, "input", 4, "(N, C, H, W)");
   check::floating(input, "input");
   check_params(params);
@@ -66,20 +66,20 @@ void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const Ten
   check::shape(out, "out", {boxes.shape[0], input.shape[1], params.pooled_height, params.pooled_width});
   check::data(out, "out");
   if (out.numel() == 0) return;
-  DETCORE_DEVICE_DISPATCH(input, "roi_align", cpu::roi_align_forward(input, boxes, out, params),
-                          cuda::roi_align_forward(input, boxes, out, params, stream));
+  DETCORE_DEVICE_DISPATCH(input, "roi_align", cpu::roi_align_forward(params, input, boxes, out),
+                          cuda::roi_align_forward(params, input, boxes, out, stream));
 }
 
-int64_t roi_align_backward_workspace_bytes(DType dtype, Device device, int64_t grad_input_numel,
-                                           bool deterministic) {
+int64_t roi_align_backward_workspace_bytes(const RoIAlignParams& params, Device device, DType dtype,
+                                           int64_t grad_input_numel) {
+  if (grad_input_numel < 0) throw_value_error("grad_input_numel: expected a number >= 0, got ", grad_input_numel);
   const bool half = dtype == DType::Float16 || dtype == DType::BFloat16;
-  if (device.kind != DeviceKind::CUDA || !half || deterministic) return 0;
+  if (device.kind != DeviceKind::CUDA || !half || params.deterministic) return 0;
   return grad_input_numel * static_cast<int64_t>(sizeof(float));
 }
 
-void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, const TensorRef& grad_input,
-                        const TensorRef& workspace, const RoIAlignParams& params, bool deterministic,
-                        Stream stream) {
+void roi_align_backward(const RoIAlignParams& params, const TensorRef& grad_output, const TensorRef& boxes,
+                        const TensorRef& grad_input, const TensorRef& workspace, Stream stream) {
   check::ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
   check::floating(grad_input, "grad_input");
   check_params(params);
@@ -93,7 +93,7 @@ void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, co
   check::dtype(workspace, "workspace", DType::UInt8);
   check::same_device(grad_input, "grad_input", workspace, "workspace");
   const int64_t needed =
-      roi_align_backward_workspace_bytes(grad_input.dtype, grad_input.device, grad_input.numel(), deterministic);
+      roi_align_backward_workspace_bytes(params, grad_input.device, grad_input.dtype, grad_input.numel());
   if (workspace.numel() < needed) {
     throw_value_error("workspace: expected at least ", needed, " bytes, got ", workspace.numel());
   }
@@ -101,9 +101,8 @@ void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, co
   check::aligned(workspace, "workspace");
   if (grad_input.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(grad_input, "roi_align_backward",
-                          cpu::roi_align_backward(grad_output, boxes, grad_input, params),
-                          cuda::roi_align_backward(grad_output, boxes, grad_input, workspace, params,
-                                                   deterministic, stream));
+                          cpu::roi_align_backward(params, grad_output, boxes, grad_input),
+                          cuda::roi_align_backward(params, grad_output, boxes, grad_input, workspace, stream));
 }
 
 }  // namespace detcore

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from detcore.ops import box_iou
-from helpers import DLPackArray, edge_case_boxes, random_boxes
+from helpers import edge_case_boxes, random_boxes
 
 try:
     import torch
@@ -62,12 +62,6 @@ def test_empty_inputs_give_empty_outputs(rng, n, m):
     assert out.shape == (n, m) and out.dtype == np.float32
 
 
-def test_non_contiguous_input_is_accepted(rng):
-    b = random_boxes(rng, 10, dtype=np.float32)
-    wide = np.concatenate([b, b], axis=1)[:, :4]
-    np.testing.assert_array_equal(box_iou(wide, b), box_iou(b, b))
-
-
 @pytest.mark.parametrize(
     "b1,b2,error,words",
     [
@@ -85,17 +79,6 @@ def test_bad_input_is_refused_with_the_argument_named(b1, b2, error, words):
 
 @pytest.mark.skipif(torch is None, reason="needs torch")
 class TestTorch:
-    def test_matches_numpy_and_returns_tensor(self, rng):
-        b1, b2 = random_boxes(rng, 20, dtype=np.float32), random_boxes(rng, 30, dtype=np.float32)
-        out = box_iou(torch.from_numpy(b1), torch.from_numpy(b2))
-        assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
-        np.testing.assert_array_equal(out.numpy(), box_iou(b1, b2))
-
-    def test_torch_compile_fullgraph(self, rng):
-        b = torch.from_numpy(random_boxes(rng, 12, dtype=np.float32))
-        compiled = torch.compile(lambda x: box_iou(x, x).sum(), fullgraph=True)
-        torch.testing.assert_close(compiled(b), box_iou(b, b).sum())
-
     def test_mixed_frameworks_are_refused(self, rng):
         b = random_boxes(rng, 3, dtype=np.float32)
         with pytest.raises(TypeError, match="one framework"):
@@ -109,12 +92,6 @@ class TestTorch:
             expected = box_iou(b1.double(), b2.double())
             got = box_iou(b1.cuda(), b2.cuda()).cpu().double()
             torch.testing.assert_close(got, expected, atol=tol, rtol=0)
-
-
-def test_dlpack_input_is_zero_copy_and_result_is_dlpack(rng):
-    b = random_boxes(rng, 6, dtype=np.float32)
-    out = box_iou(DLPackArray(b), DLPackArray(b))
-    np.testing.assert_array_equal(np.from_dlpack(out), box_iou(b, b))
 
 
 @pytest.mark.skipif(torch is None, reason="needs torch")

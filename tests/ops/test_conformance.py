@@ -89,7 +89,7 @@ OPCHECK_CASES: dict[str, Callable[[Any], tuple]] = {
         _t(rng.standard_normal((6, 8)), True), _t(random_boxes(rng, 6), True), [1.0, 2.0, 0.5, 1.0], 4.0,
     ),
     "decode_boxes_backward": _decode_boxes_backward_args,
-    "grid_anchors": lambda rng: ([32.0, 64.0], [0.5, 1.0, 2.0], 3, 4, 16, 8, torch.float32, torch.device("cpu")),
+    "make_anchors": lambda rng: ([32.0, 64.0], [0.5, 1.0, 2.0], 3, 4, 16, 8, torch.float32, torch.device("cpu")),
 }
 
 
@@ -294,3 +294,15 @@ def test_module_reprs_name_every_argument():
         "RoIAlign(output_size=(7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=False, deterministic=None)"
     )
     assert repr(ops.RoIPool((7, 5), 1)) == "RoIPool(output_size=(7, 5), spatial_scale=1.0)"
+
+
+def test_anchors_script_to_the_eager_result():
+    make, cell = torch.jit.script(ops.make_anchors), torch.jit.script(ops.cell_anchors)
+    per_level = ([(3, 4), (2, 2)], [(8, 8), (16, 12)], [[32.0], [64.0, 90.5]], [[0.5, 1.0, 2.0], [1.0]])
+    flat = ([(3, 4), (0, 5)], [16, 32], [32.0, 64.0], [0.5, 2.0])
+    for args in (per_level, flat):
+        got, expected = make(*args), ops.make_anchors(*args, dtype=torch.float32)
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            _assert_same(g, e)
+    _assert_same(cell([32.0, 64.0], [0.5, 1.0], torch.float64), ops.cell_anchors([32.0, 64.0], [0.5, 1.0], torch.float64))

@@ -4,6 +4,7 @@
 
 #include "detcore/math/box.h"
 #include "detcore/parallel.h"
+#include "detcore/math/ceil_div.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -14,7 +15,7 @@ void box_iou_kernel(const T* boxes1, int64_t n, const T* boxes2, int64_t m, T* o
   std::vector<T> areas2(m);
   for (int64_t j = 0; j < m; ++j) areas2[j] = math::area(math::load_box<T>(boxes2 + 4 * j));
   // Rows are independent; a grain of a few rows keeps chunks above ~10k pairs.
-  const int64_t grain = m > 0 ? (16384 + m - 1) / m : n;
+  const int64_t grain = m > 0 ? math::ceil_div<int64_t>(16384, m) : n;
   parallel_for(n, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const auto a = math::load_box<T>(boxes1 + 4 * i);

@@ -128,8 +128,10 @@ void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* bo
 
 }  // namespace
 
-void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold, bool out_holds_zeros) {
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
+                 const TensorRef& out) {
+  const std::optional<double>& threshold = params.threshold;
+  const bool out_holds_zeros = params.out_holds_zeros;
   const int64_t n = masks.size(0), mh = masks.size(1), mw = masks.size(2);
   const int64_t image_h = out.size(1), image_w = out.size(2);
   DETCORE_DISPATCH_FLOAT32_64(masks.dtype, "paste_masks", [&] {

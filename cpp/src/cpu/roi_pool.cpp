@@ -200,14 +200,14 @@ void backward_kernel(const TensorRef& grad_out, const TensorRef& boxes, const Te
 
 }  // namespace
 
-void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spatial_scale, const TensorRef& out,
-                      const TensorRef& argmax) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
+                      const TensorRef& out, const TensorRef& argmax) {
   DETCORE_DISPATCH_FLOAT32_64(input.dtype, "roi_pool",
-                              [&] { forward_kernel<scalar_t>(input, boxes, spatial_scale, out, argmax); });
+                              [&] { forward_kernel<scalar_t>(input, boxes, params.spatial_scale, out, argmax); });
 }
 
-void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
-                       const TensorRef& grad_input) {
+void roi_pool_backward(const RoIPoolParams& params, const TensorRef& grad_out, const TensorRef& boxes,
+                       const TensorRef& argmax, const TensorRef& grad_input) {
   DETCORE_DISPATCH_FLOAT32_64(grad_out.dtype, "roi_pool_backward",
                               [&] { backward_kernel<scalar_t>(grad_out, boxes, argmax, grad_input); });
 }

@@ -63,7 +63,7 @@ def _paste_masks(xp, masks, boxes, image_size, threshold):
     threshold = _threshold(threshold)
     dtype = masks.dtype if threshold is None else xp.bool_
     out, holds_zeros = _output(xp, (masks.shape[0], height, width), dtype, like=masks)
-    _C.paste_masks(xp.native(masks), xp.native(boxes), xp.native(out), threshold, xp.stream(masks), holds_zeros)
+    _C.paste_masks(threshold, holds_zeros, xp.native(masks), xp.native(boxes), xp.native(out), xp.stream(masks))
     return out
 
 
