@@ -74,8 +74,8 @@ def nms(boxes, scores, iou_threshold):
     ``iou_threshold=0.3`` (float32(0.3) > 0.3).
 
     Args:
-        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32 or float64 (float16
-            and bfloat16 too on CUDA, with float IoU).
+        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32, float64, float16
+            or bfloat16 (the half types with a float IoU).
         scores: (N,) scores of the same dtype and device.
         iou_threshold: finite number >= 0.
 
