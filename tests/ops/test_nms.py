@@ -272,3 +272,16 @@ def test_half_boxes_and_scores_use_a_float_iou(rng, dtype):
     np.testing.assert_array_equal(keep.numpy(), reference_nms(boxes.double(), scores.double(), 0.5))
     if dtype == "float16":
         np.testing.assert_array_equal(nms(boxes.numpy(), scores.numpy(), 0.5), keep.numpy())
+
+
+def test_workspace_query_takes_device_and_dtype_names():
+    from detcore import _C
+
+    assert _C.nms_workspace_bytes("cpu", "bfloat16", 0.5, 10) == _C.nms_workspace_bytes("cpu", "float32", 0.5, 10)
+    assert _C.nms_workspace_bytes("cpu", "float64", 0.5, 0) == 0
+    with pytest.raises(ValueError, match="device: expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        _C.nms_workspace_bytes("gpu", "float32", 0.5, 10)
+    with pytest.raises(ValueError, match="device"):
+        _C.nms_workspace_bytes("cuda:x", "float32", 0.5, 10)
+    with pytest.raises(TypeError, match="dtype: .* got 'float8'"):
+        _C.nms_workspace_bytes("cpu", "float8", 0.5, 10)

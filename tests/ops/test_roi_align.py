@@ -537,3 +537,14 @@ def test_half_precision_forward_and_backward_compute_in_float(rng, dtype, aligne
     if dtype == "float16":  # the numpy path
         np.testing.assert_array_equal(roi_align(x.detach().numpy(), rois.numpy(), output_size, scale, -1, aligned),
                                       out.detach().numpy())
+
+
+def test_backward_workspace_query():
+    # A float accumulation buffer for the atomics of CUDA's half types only.
+    query = detcore._C.roi_align_backward_workspace_bytes
+    assert query("cpu", "float16", 7, 7, 0.25, 2, True, False, 1000) == 0
+    assert query("cuda:1", "float32", 7, 7, 0.25, 2, True, False, 1000) == 0
+    assert query("cuda:1", "bfloat16", 7, 7, 0.25, 2, True, False, 1000) == 4000
+    assert query("cuda", "float16", 7, 7, 0.25, 2, True, True, 1000) == 0  # deterministic: no atomics
+    with pytest.raises(ValueError, match="grad_input_numel"):
+        query("cpu", "float32", 7, 7, 0.25, 2, True, False, -1)

@@ -46,7 +46,9 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     workspace = xp.empty((workspace_bytes,), xp.uint8, like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
-        count = _C.nms(iou_threshold, xp.native(boxes), xp.native(scores), xp.native(keep), xp.native(workspace), stream)
+        count = _C.nms(
+            iou_threshold, xp.native(boxes), xp.native(scores), xp.native(keep), xp.native(workspace), stream
+        )
     else:
         count = _C.batched_nms(
             iou_threshold, xp.native(boxes), xp.native(scores), xp.native(idxs), xp.native(keep),

@@ -52,8 +52,10 @@ def _roi_align_backward(xp, grad, rois, spatial_scale, pooled_height, pooled_wid
     grad_input = xp.empty(tuple(input_shape), grad.dtype, like=grad)
     numel = math.prod(input_shape)
     device = str(grad.device) if xp is TORCH else "cpu"
-    workspace_bytes = _C.roi_align_backward_workspace_bytes(device, dtype_name(grad.dtype), pooled_height, pooled_width,
-                                                            spatial_scale, sampling_ratio, aligned, deterministic, numel)
+    workspace_bytes = _C.roi_align_backward_workspace_bytes(
+        device, dtype_name(grad.dtype), pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned,
+        deterministic, numel
+    )
     workspace = xp.empty((workspace_bytes,), xp.uint8, like=grad)
     _C.roi_align_backward(pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned, deterministic,
                           xp.native(grad), xp.native(rois), xp.native(grad_input), xp.native(workspace),
