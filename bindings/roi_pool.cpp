@@ -29,7 +29,8 @@ void bind_roi_pool(py::module_& m) {
         py::gil_scoped_release no_gil;
         detcore::roi_pool_backward(params, g, rois, am, gi, reinterpret_cast<Stream>(stream));
       },
-      py::arg("pooled_height"), py::arg("pooled_width"), py::arg("deterministic"), py::arg("grad_out"), py::arg("boxes"), py::arg("argmax"), py::arg("grad_input"), py::arg("stream") = 0);
+      py::arg("pooled_height"), py::arg("pooled_width"), py::arg("deterministic"), py::arg("grad_out"),
+      py::arg("boxes"), py::arg("argmax"), py::arg("grad_input"), py::arg("stream") = 0);
 }
 
 }  // namespace detcore::bindings

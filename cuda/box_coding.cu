@@ -88,13 +88,15 @@ void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const 
 }
 
 void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_out, const TensorRef& deltas,
-                           const TensorRef& boxes, const TensorRef& grad_deltas, const TensorRef& grad_boxes, Stream stream) {
+                           const TensorRef& boxes, const TensorRef& grad_deltas, const TensorRef& grad_boxes,
+                           Stream stream) {
   DeviceGuard guard(deltas);
   const int64_t n = deltas.size(0), k = deltas.size(1) / 4;
   DETCORE_DISPATCH_CUDA_FLOATING(deltas.dtype, "decode_boxes_backward", [&] {
     decode_backward_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
         grad_out.ptr<const scalar_t>(), deltas.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), n, k,
-        params_of<acc_t<scalar_t>>(params.weights, params.clamp), grad_deltas.ptr<scalar_t>(), grad_boxes.ptr<scalar_t>());
+        params_of<acc_t<scalar_t>>(params.weights, params.clamp), grad_deltas.ptr<scalar_t>(),
+        grad_boxes.ptr<scalar_t>());
   });
   check_launch("decode_boxes_backward");
 }

@@ -35,7 +35,7 @@ void make_anchors(const MakeAnchorsParams& params, const TensorRef& out, Stream 
   const int64_t num_anchors = static_cast<int64_t>(sizes.size() * aspect_ratios.size());
   check::ndim(out, "out", 4, "(H, W, A, 4)");
   check::shape(out, "out", {out.shape[0], out.shape[1], num_anchors, 4});
-  check::floating(out, "out");
+  check::floating_half_on_cuda(out, "out");
   if (out.numel() == 0) return;
   check::data(out, "out");
 

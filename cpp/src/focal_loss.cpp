@@ -65,7 +65,7 @@ void sigmoid_focal_loss(const SigmoidFocalLossParams& params, const TensorRef& i
                         const TensorRef& loss, const TensorRef* grad, const TensorRef* workspace, Stream stream) {
   const double alpha = params.alpha, gamma = params.gamma;
   const Reduction reduction = params.reduction;
-  check::floating(inputs, "inputs");
+  check::floating_half_on_cuda(inputs, "inputs");
   const bool labels = check_targets(inputs, targets);
   if (std::isnan(alpha) || alpha > 1.0) {
     throw_value_error("alpha: expected a number in [0, 1], or negative to disable the weighting, got ", alpha);

@@ -4,6 +4,7 @@
 
 #include "backend/roi_align.h"
 #include "checks.h"
+#include "cpu/float_staging.h"
 #include "detcore/math/roi_align.h"
 #include "dispatch.h"
 
@@ -28,11 +29,11 @@ void check_params(const RoIAlignParams& p) {
 }
 
 // The CPU kernels index images by the RoIs' batch indices: each must be an
-// integer in [0, batch_size) (NaN is neither).
-template <typename T>
-void check_batch_indices(const T* boxes, int64_t num_rois, int64_t batch_size) {
-  for (int64_t k = 0; k < num_rois; ++k) {
-    const T index = boxes[5 * k];
+// integer in [0, batch_size) (NaN is neither). Read as double, which holds
+// every value of every floating dtype exactly.
+void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
+  for (int64_t k = 0; k < boxes.size(0); ++k) {
+    const double index = cpu::floating_element(boxes, 5 * k);
     if (math::roi_batch_index(index, batch_size) < 0) {
       throw_value_error("boxes: expected the batch index (column 0) to be an integer in [0, ", batch_size,
                         "), got ", index, " in row ", k);
@@ -45,11 +46,7 @@ void check_boxes(const TensorRef& boxes, const TensorRef& like, const char* like
   check::same_dtype(like, like_name, boxes, "boxes");
   check::same_device(like, like_name, boxes, "boxes");
   check::data(boxes, "boxes");
-  if (!boxes.is_cuda()) {
-    DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "roi_align", [&] {
-      check_batch_indices(boxes.ptr<const scalar_t>(), boxes.size(0), batch_size);
-    });
-  }
+  if (!boxes.is_cuda()) check_batch_indices(boxes, batch_size);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "backend/roi_pool.h"
 #include "checks.h"
+#include "cpu/float_staging.h"
 #include "detcore/math/roi_pool.h"
 #include "dispatch.h"
 
@@ -35,15 +36,13 @@ void check_plane_fits_int32(const TensorRef& t, const char* name) {
 // is not an integer in [0, batch_size) is refused here. (CUDA guards in the
 // kernel instead, so that no device synchronization is needed.)
 void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
-  DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "roi_pool", [&] {
-    const scalar_t* rows = boxes.ptr<const scalar_t>();
-    for (int64_t k = 0; k < boxes.size(0); ++k) {
-      if (math::roi_batch_index(rows[5 * k], batch_size) < 0) {
-        throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ",
-                          batch_size, "), got ", rows[5 * k]);
-      }
+  for (int64_t k = 0; k < boxes.size(0); ++k) {
+    const double index = cpu::floating_element(boxes, 5 * k);  // exact for every floating dtype
+    if (math::roi_batch_index(index, batch_size) < 0) {
+      throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ", batch_size,
+                        "), got ", index);
     }
-  });
+  }
 }
 
 // The pooled tensors (out / argmax or grad_out / argmax) and the RoIs.

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from detcore.ops import batched_nms, nms
-from helpers import edge_case_boxes, integer_boxes, random_boxes
+from helpers import HALF_DTYPES, edge_case_boxes, integer_boxes, random_boxes, to_half
 from nms_reference import reference_greedy
 
 try:
@@ -205,3 +205,13 @@ class TestTorch:
         compiled = torch.compile(lambda b, s, i: batched_nms(b, s, i, 0.5), fullgraph=True)
         expected = batched_nms(boxes.cpu(), scores.cpu(), idxs.cpu(), 0.5)
         torch.testing.assert_close(compiled(boxes, scores, idxs).cpu(), expected)
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch for bfloat16")
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_half_boxes_and_scores_use_a_float_iou(rng, dtype):
+    boxes, scores = to_half(integer_boxes(rng, 300), dtype), to_half(rng.random(300), dtype)
+    idxs = torch.from_numpy(rng.integers(0, 4, 300))
+    keep = batched_nms(boxes, scores, idxs, 0.5)
+    np.testing.assert_array_equal(keep.numpy(), batched_nms(boxes.float(), scores.float(), idxs, 0.5).numpy())
+    np.testing.assert_array_equal(keep.numpy(), reference_batched_nms(boxes.double(), scores.double(), idxs, 0.5))

@@ -5,7 +5,7 @@ import pytest
 
 from detcore.ops import decode_boxes, encode_boxes
 from detcore.ops.box_coding import DEFAULT_CLAMP
-from helpers import random_boxes
+from helpers import HALF_DTYPES, assert_half_result, random_boxes, to_half
 
 try:
     import torch
@@ -175,7 +175,6 @@ _F = np.float32
         (np.zeros((3, 4), _F), np.zeros((3, 3), _F), {}, ValueError, "boxes"),
         (np.zeros((3, 8), _F), np.zeros((2, 4), _F), {}, ValueError, "boxes"),
         (np.zeros((3, 4), np.int64), np.zeros((3, 4), np.int64), {}, TypeError, "deltas"),
-        (np.zeros((3, 4), np.float16), np.zeros((3, 4), np.float16), {}, TypeError, "deltas"),
         (np.zeros((3, 4), _F), np.zeros((3, 4), np.int32), {}, TypeError, "boxes"),
         ([[0.0, 0, 0, 0]], np.zeros((1, 4), _F), {}, TypeError, "deltas"),
         (np.zeros((3, 4), _F), np.zeros((3, 4), _F), dict(weights=(1, 1, 1)), TypeError, "weights"),
@@ -342,3 +341,31 @@ class TestTorch:
         out = decode_boxes(deltas, torch.tensor([[0.0, 0, 10, 10]], device="cuda"))
         torch.testing.assert_close(out.cpu(), decode_boxes(deltas.cpu(), torch.tensor([[0.0, 0, 10, 10]])),
                                    equal_nan=True)
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch for bfloat16")
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_half_precision_coding_computes_in_float(rng, dtype):
+    boxes, proposals = to_half(random_boxes(rng, 60), dtype), to_half(random_boxes(rng, 60), dtype)
+    deltas = to_half(random_deltas(rng, 60, 3, std=RCNN_WEIGHTS[2]), dtype).requires_grad_()
+    boxes.requires_grad_()
+
+    out = decode_boxes(deltas, boxes, RCNN_WEIGHTS)
+    deltas32, boxes32 = deltas.detach().float().requires_grad_(), boxes.detach().float().requires_grad_()
+    out32 = decode_boxes(deltas32, boxes32, RCNN_WEIGHTS)
+    expected, scale = reference_decode(deltas.detach().double(), boxes.detach().double(), RCNN_WEIGHTS)
+    assert_half_result(out.detach(), out32.detach(), expected, dtype, scale=scale)
+
+    grad = to_half(rng.standard_normal(out.shape), dtype)
+    out.backward(grad)
+    out32.backward(grad.float())
+    torch.testing.assert_close(deltas.grad, deltas32.grad.to(deltas.grad.dtype), rtol=0, atol=0)
+    torch.testing.assert_close(boxes.grad, boxes32.grad.to(boxes.grad.dtype), rtol=0, atol=0)
+
+    encoded = encode_boxes(boxes.detach(), proposals, RCNN_WEIGHTS)
+    expected, scale = reference_encode(boxes.detach().double(), proposals.double(), RCNN_WEIGHTS)
+    assert_half_result(encoded, encode_boxes(boxes.detach().float(), proposals.float(), RCNN_WEIGHTS), expected,
+                       dtype, scale=scale)
+    if dtype == "float16":  # the numpy path
+        np.testing.assert_array_equal(decode_boxes(deltas.detach().numpy(), boxes.detach().numpy(), RCNN_WEIGHTS),
+                                      out.detach().numpy())

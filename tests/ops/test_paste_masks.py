@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from detcore.ops import paste_masks
-from helpers import DLPackArray, edge_case_boxes
+from helpers import HALF_DTYPES, DLPackArray, assert_half_result, edge_case_boxes, to_half
 
 try:
     import torch
@@ -259,7 +259,6 @@ GOOD_MASKS, GOOD_BOXES = np.zeros((2, 5, 5), F32), np.zeros((2, 4), F32)
         (np.zeros((2, 1, 1, 5, 5), F32), GOOD_BOXES, (9, 9), None, ValueError, "masks"),
         (np.zeros((2, 0, 5), F32), GOOD_BOXES, (9, 9), None, ValueError, "masks"),
         (np.zeros((2, 5, 5), np.int64), np.zeros((2, 4), np.int64), (9, 9), None, TypeError, "masks"),
-        (np.zeros((2, 5, 5), np.float16), np.zeros((2, 4), np.float16), (9, 9), None, TypeError, "masks"),
         (GOOD_MASKS, np.zeros((2, 5), F32), (9, 9), None, ValueError, "boxes"),
         (GOOD_MASKS, np.zeros((3, 4), F32), (9, 9), None, ValueError, "boxes"),
         (GOOD_MASKS, np.zeros((2, 4), np.float64), (9, 9), None, TypeError, "boxes"),
@@ -384,3 +383,21 @@ def test_gpu_dlpack_input_runs_through_torch(rng):
                       DLPackArray(torch.from_numpy(boxes).cuda()), (20, 30))
     assert isinstance(out, torch.Tensor) and out.is_cuda
     np.testing.assert_array_equal(out.cpu().numpy(), paste_masks(masks, boxes, (20, 30)))
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch for bfloat16")
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_half_precision_masks_paste_in_float(rng, dtype):
+    image_size = (45, 61)
+    masks = to_half(random_masks(rng, 12, 14), dtype)
+    boxes = to_half(np.concatenate([random_boxes(rng, 12, image_size), [[np.nan, 0, 5, 5]]]), dtype)
+    masks = torch.cat([masks, masks[:1]])
+    out = paste_masks(masks, boxes, image_size)
+    reference = reference_paste_masks(masks.double().numpy(), boxes.double().numpy(), image_size)
+    assert_half_result(out, paste_masks(masks.float(), boxes.float(), image_size), reference, dtype)
+    # With a threshold: the pasted values and the threshold compared in the masks' dtype.
+    above = paste_masks(masks, boxes, image_size, threshold=0.3)
+    assert above.dtype == torch.bool
+    torch.testing.assert_close(above, out > 0.3, rtol=0, atol=0)
+    if dtype == "float16":  # the numpy path
+        np.testing.assert_array_equal(paste_masks(masks.numpy(), boxes.numpy(), image_size), out.numpy())

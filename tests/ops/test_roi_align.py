@@ -8,7 +8,7 @@ import pytest
 
 import detcore
 from detcore.ops import RoIAlign, roi_align
-from helpers import DLPackArray
+from helpers import HALF_DTYPES, DLPackArray, assert_half_result, to_half
 
 try:
     import torch
@@ -264,7 +264,7 @@ def _good():
     [
         (dict(input=np.zeros((3, 8, 8), np.float32)), ValueError, "input"),
         (dict(input=np.zeros((2, 3, 8, 8), np.int64)), TypeError, "input"),
-        (dict(input=np.zeros((2, 3, 8, 8), np.float16)), TypeError, "input"),
+        (dict(input=np.zeros((2, 3, 8, 8), np.float16)), TypeError, "boxes"),  # float32 RoIs
         (dict(input=[[1.0]]), TypeError, "input"),
         (dict(boxes=np.zeros((2, 4), np.float32)), ValueError, "boxes"),
         (dict(boxes=np.zeros((5,), np.float32)), ValueError, "boxes"),
@@ -491,3 +491,38 @@ class TestCuda:
         compiled = torch.compile(lambda t, r: roi_align(t, r, 3, 0.5, 2, True).sum(), fullgraph=True)
         compiled(x, rois.float().cuda()).backward()
         assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch for bfloat16")
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+@pytest.mark.parametrize("aligned", [False, True])
+def test_half_precision_forward_and_backward_compute_in_float(rng, dtype, aligned):
+    shape, output_size, scale = (2, 5, 12, 14), (3, 4), 0.5
+    x = to_half(random_features(rng, shape), dtype).requires_grad_()
+    rois = to_half(random_rois(rng, 9, 2, 12, 14, scale), dtype)
+    out = roi_align(x, rois, output_size, scale, -1, aligned)
+    x32 = x.detach().float().requires_grad_()
+    out32 = roi_align(x32, rois.float(), output_size, scale, -1, aligned)
+    x64, rois64 = x.detach().double().numpy(), rois.double().numpy()
+    reference = reference_roi_align(x64, rois64, output_size, scale, -1, aligned)
+    assert_half_result(out.detach(), out32.detach(), reference, dtype, scale=np.abs(reference).max())
+
+    grad = to_half(rng.standard_normal(out.shape), dtype)
+    out.backward(grad)
+    out32.backward(grad.float())
+    reference = reference_roi_align_backward(grad.double().numpy(), rois64, shape, output_size, scale, -1, aligned)
+    assert_half_result(x.grad, x32.grad, reference, dtype, scale=np.abs(reference).max())
+    if dtype == "float16":  # the numpy path
+        np.testing.assert_array_equal(roi_align(x.detach().numpy(), rois.numpy(), output_size, scale, -1, aligned),
+                                      out.detach().numpy())
+
+
+def test_backward_workspace_query():
+    # A float accumulation buffer for the atomics of CUDA's half types only.
+    query = detcore._C.roi_align_backward_workspace_bytes
+    assert query("cpu", "float16", 7, 7, 0.25, 2, True, False, 1000) == 0
+    assert query("cuda:1", "float32", 7, 7, 0.25, 2, True, False, 1000) == 0
+    assert query("cuda:1", "bfloat16", 7, 7, 0.25, 2, True, False, 1000) == 4000
+    assert query("cuda", "float16", 7, 7, 0.25, 2, True, True, 1000) == 0  # deterministic: no atomics
+    with pytest.raises(ValueError, match="grad_input_numel"):
+        query("cpu", "float32", 7, 7, 0.25, 2, True, False, -1)

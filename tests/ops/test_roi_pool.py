@@ -8,7 +8,7 @@ from detcore import _C
 from detcore.ops import roi_pool
 from detcore.ops._interop import NUMPY, TORCH
 from detcore.ops.roi_pool import _roi_pool, _roi_pool_backward
-from helpers import edge_case_boxes, random_boxes
+from helpers import HALF_DTYPES, assert_half_result, edge_case_boxes, random_boxes, to_half
 
 try:
     import torch
@@ -261,7 +261,7 @@ R = np.array([[0, 1, 1, 5, 5]], np.float32)
     [
         (dict(input=X[0]), ValueError, "input"),
         (dict(input=X.astype(np.int64)), TypeError, "input"),
-        (dict(input=X.astype(np.float16), boxes=R.astype(np.float16)), TypeError, "input"),
+        (dict(input=X.astype(np.float16)), TypeError, "boxes"),  # float32 RoIs
         (dict(boxes=R[:, :4]), ValueError, "boxes"),
         (dict(boxes=R.astype(np.float64)), TypeError, "boxes"),
         (dict(boxes=[]), ValueError, "boxes"),
@@ -444,3 +444,23 @@ class TestTorch:
         rois = torch.from_numpy(random_rois(rng, 7, 2, 10, 11, np.float32)).cuda()
         compiled = torch.compile(lambda t: roi_pool(t, rois, 2), fullgraph=True)
         torch.testing.assert_close(compiled(x), roi_pool(x, rois, 2))
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch for bfloat16")
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_half_precision_forward_and_backward_compute_in_float(rng, dtype):
+    shape, output_size, scale = (2, 4, 10, 12), (3, 2), 0.5
+    x = to_half(rng.standard_normal(shape), dtype).requires_grad_()
+    rois = to_half(random_rois(rng, 8, 2, 20, 24), dtype)
+    out = roi_pool(x, rois, output_size, scale)
+    x32 = x.detach().float().requires_grad_()
+    out32 = roi_pool(x32, rois.float(), output_size, scale)
+    x64, rois64 = x.detach().double().numpy(), rois.double().numpy()
+    reference, argmax = reference_roi_pool(x64, rois64, *output_size, scale)
+    assert_half_result(out.detach(), out32.detach(), reference, dtype, scale=np.abs(reference).max())
+
+    grad = to_half(rng.standard_normal(out.shape), dtype)
+    out.backward(grad)
+    out32.backward(grad.float())
+    reference = reference_roi_pool_backward(grad.double().numpy(), rois64, argmax, shape)
+    assert_half_result(x.grad, x32.grad, reference, dtype, scale=np.abs(reference).max())

@@ -20,6 +20,7 @@
 #include "backend/nms.h"
 #include "detcore/math/nms.h"
 #include "detcore/parallel.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 #include "radix_sort.h"
 #include "simd_clones.h"
@@ -212,6 +213,10 @@ int64_t nms_workspace_bytes(int64_t num_boxes) { return kWorkspaceArrays * (8 * 
 
 int64_t nms(const NmsParams& params, const TensorRef& boxes, const TensorRef& scores, const TensorRef* idxs,
             const TensorRef& keep, const TensorRef& workspace) {
+  if (is_half(boxes.dtype)) {
+    FloatStaging staging;  // the scores widen exactly: the order is unchanged
+    return cpu::nms(params, staging.input(boxes), staging.input(scores), idxs, keep, workspace);
+  }
   int64_t count = 0;
   DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "nms", [&] {
     count = nms_kernel(boxes.ptr<const scalar_t>(), scores.ptr<const scalar_t>(),

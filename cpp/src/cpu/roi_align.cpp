@@ -20,6 +20,7 @@
 #include "detcore/math/roi_align.h"
 #include "detcore/parallel.h"
 #include "detcore/math/ceil_div.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -262,6 +263,12 @@ void backward_kernel(const T* grad_output, const T* boxes, T* grad_input, int64_
 
 void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, const TensorRef& boxes,
                        const TensorRef& out) {
+  if (is_half(input.dtype)) {
+    FloatStaging staging;
+    cpu::roi_align_forward(params, staging.input(input), staging.input(boxes), staging.output(out));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(input.dtype, "roi_align", [&] {
     forward_kernel(input.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), out.ptr<scalar_t>(), boxes.size(0),
                    input.size(0), input.size(1), input.size(2), input.size(3), params);
@@ -270,6 +277,12 @@ void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, con
 
 void roi_align_backward(const RoIAlignParams& params, const TensorRef& grad_output, const TensorRef& boxes,
                         const TensorRef& grad_input) {
+  if (is_half(grad_input.dtype)) {
+    FloatStaging staging;  // the gradients add up in float, rounded once
+    cpu::roi_align_backward(params, staging.input(grad_output), staging.input(boxes), staging.output(grad_input));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(grad_input.dtype, "roi_align_backward", [&] {
     backward_kernel(grad_output.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), grad_input.ptr<scalar_t>(),
                     boxes.size(0), grad_input.size(0), grad_input.size(1), grad_input.size(2), grad_input.size(3),

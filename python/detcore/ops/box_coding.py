@@ -119,7 +119,7 @@ def decode_boxes(
 
     Args:
         deltas: (N, 4 * K) deltas ``dx, dy, dw, dh``, K per box (e.g. one per
-            class), float32 or float64 (also float16, bfloat16 on CUDA).
+            class), float32, float64, float16 or bfloat16 (computed in float).
         boxes: (N, 4) reference boxes (anchors or proposals); a floating dtype,
             converted to the dtype of `deltas` as torchvision does.
         weights: 4 positive numbers ``(wx, wy, ww, wh)``.

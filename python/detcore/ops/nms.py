@@ -46,7 +46,9 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     workspace = xp.workspace(_C.nms_workspace_bytes(device, dtype_name(boxes.dtype), iou_threshold, n), like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
-        count = _C.nms(iou_threshold, xp.native(boxes), xp.native(scores), xp.native(keep), xp.native(workspace), stream)
+        count = _C.nms(
+            iou_threshold, xp.native(boxes), xp.native(scores), xp.native(keep), xp.native(workspace), stream
+        )
     else:
         count = _C.batched_nms(
             iou_threshold, xp.native(boxes), xp.native(scores), xp.native(idxs), xp.native(keep),
@@ -74,8 +76,8 @@ def nms(boxes: Array, scores: Array, iou_threshold: float) -> Array:
     ``iou_threshold=0.3`` (float32(0.3) > 0.3).
 
     Args:
-        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32 or float64 (float16
-            and bfloat16 too on CUDA, with float IoU).
+        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32, float64, float16
+            or bfloat16 (the half types with a float IoU).
         scores: (N,) scores of the same dtype and device.
         iou_threshold: finite number >= 0.
 

@@ -85,8 +85,8 @@ def paste_masks(masks: Array, boxes: Array, image_size: Tuple[int, int], thresho
 
     Args:
         masks: (N, Mh, Mw) or (N, 1, Mh, Mw) soft masks (mask-head
-            probabilities), float32 or float64 (also float16 and bfloat16 on
-            CUDA, computed in float). Non-square masks are scaled by
+            probabilities), float32, float64, float16 or bfloat16 (the half
+            types computed in float). Non-square masks are scaled by
             (Mh + 2) / Mh vertically and (Mw + 2) / Mw horizontally
             (torchvision uses the width's factor for both; square masks are
             identical).

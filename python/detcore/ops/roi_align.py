@@ -77,8 +77,8 @@ def roi_align(
     """Pools each RoI to ``output_size`` bins, as ``torchvision.ops.roi_align``.
 
     Args:
-        input: (N, C, H, W) features, float32 or float64 (float16 and
-            bfloat16 on CUDA too).
+        input: (N, C, H, W) features, float32, float64, float16 or
+            bfloat16 (the half types computed in float).
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` of the input's
             dtype and device, or a list of N per-image (Ki, 4) boxes.
             Batch indices must be integers in [0, N) (ValueError on the CPU;

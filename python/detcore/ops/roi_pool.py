@@ -70,8 +70,8 @@ def roi_pool(
     ``torchvision.ops.roi_pool``.
 
     Args:
-        input: (N, C, H, W) features, float32 or float64 (float16 and
-            bfloat16 too on CUDA).
+        input: (N, C, H, W) features, float32, float64, float16 or
+            bfloat16 (the half types computed in float).
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` in image
             coordinates, of the input's dtype and device, or a list of N
             per-image (Ki, 4) boxes.
