@@ -168,13 +168,18 @@ class TestTorch:
         scores = torch.from_numpy(rng.random(50, dtype=np.float32))
         idxs = torch.from_numpy(rng.integers(0, 4, 50))
         expected = batched_nms(boxes, scores, idxs, 0.3)
+        scripted = torch.jit.script(batched_nms)
         for dtype in (torch.int32, torch.int16, torch.uint8):
             torch.testing.assert_close(batched_nms(boxes, scores, idxs.to(dtype), 0.3), expected)
+            torch.testing.assert_close(scripted(boxes, scores, idxs.to(dtype), 0.3), expected)
         np.testing.assert_array_equal(
             batched_nms(boxes.numpy(), scores.numpy(), idxs.numpy().astype(np.int32), 0.3), expected.numpy()
         )
         with pytest.raises(TypeError, match="idxs"):
             batched_nms(boxes, scores, idxs.float(), 0.3)
+        # TorchScript's interpreter re-raises every error as a RuntimeError.
+        with pytest.raises(RuntimeError, match="TypeError: idxs"):
+            scripted(boxes, scores, idxs.float(), 0.3)
 
     @pytest.mark.cuda
     @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])

@@ -306,3 +306,33 @@ def test_anchors_script_to_the_eager_result():
         for g, e in zip(got, expected):
             _assert_same(g, e)
     _assert_same(cell([32.0, 64.0], [0.5, 1.0], torch.float64), ops.cell_anchors([32.0, 64.0], [0.5, 1.0], torch.float64))
+
+
+def _bad_calls():
+    """(op, args, the argument the error names): scalars only the eager path
+    would check if the custom ops did not check them again."""
+    boxes, scores = _t(random_boxes(np.random.default_rng(0), 4)), torch.rand(4, dtype=torch.float64)
+    x, rois = torch.rand(1, 2, 6, 6, dtype=torch.float64), torch.tensor([[0, 1, 1, 4, 4.0]], dtype=torch.float64)
+    logits = torch.randn(3, 4, dtype=torch.float64)
+    return [
+        (ops.nms, (boxes, scores, -0.5), "iou_threshold"),
+        (ops.roi_align, (x, rois, (2, 0), 1.0, 2, False), "output_size"),
+        (ops.roi_align, (x, rois, 2, -1.0), "spatial_scale"),
+        (ops.roi_pool, (x, rois, 2, 0.0), "spatial_scale"),
+        (ops.sigmoid_focal_loss, (logits, torch.zeros_like(logits), 2.0), "alpha"),
+        (ops.sigmoid_focal_loss, (logits, torch.zeros_like(logits), 0.25, 2.0, "avg"), "reduction"),
+        (ops.paste_masks, (torch.rand(4, 5, 5, dtype=torch.float64), boxes, (-1, 5)), "image_size"),
+        (ops.decode_boxes, (torch.zeros(4, 4, dtype=torch.float64), boxes, (0.0, 1.0, 1.0, 1.0)), "weights"),
+        (ops.encode_boxes, (boxes, boxes, (1.0, -1.0, 1.0, 1.0)), "weights"),
+        (ops.make_anchors, ([(2, 2)], [0], [32.0], [1.0]), "stride"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_bad_calls())))
+def test_scripted_calls_check_their_arguments_as_eager_calls_do(index):
+    op, args, name = _bad_calls()[index]
+    with pytest.raises((ValueError, TypeError), match=name):
+        op(*args)
+    # TorchScript's interpreter re-raises the op's error as a RuntimeError.
+    with pytest.raises(RuntimeError, match=f"(ValueError|TypeError): {name}"):
+        torch.jit.script(op)(*args)

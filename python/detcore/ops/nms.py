@@ -116,7 +116,9 @@ def batched_nms(boxes: Array, scores: Array, idxs: Array, iou_threshold: float) 
     if is_scripting():
         if boxes.dim() == 1 and boxes.size(0) == 0:
             return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-        return torch.ops.detcore.batched_nms(boxes, scores, idxs.to(torch.int64), iou_threshold)
+        if idxs.dtype in [torch.int8, torch.int16, torch.int32, torch.uint8]:  # as _as_int64_class_ids
+            idxs = idxs.to(torch.int64)
+        return torch.ops.detcore.batched_nms(boxes, scores, idxs, iou_threshold)
     node = fx_node(batched_nms, boxes, scores, idxs, iou_threshold)
     if node is not None:
         return node
