@@ -336,3 +336,16 @@ def test_scripted_calls_check_their_arguments_as_eager_calls_do(index):
     # TorchScript's interpreter re-raises the op's error as a RuntimeError.
     with pytest.raises(RuntimeError, match=f"(ValueError|TypeError): {name}"):
         torch.jit.script(op)(*args)
+
+
+class _AnchorsOfFeatureMap(torch.nn.Module):
+    def forward(self, x):
+        return ops.make_anchors([(x.shape[2], x.shape[3])], [16], [32.0, 64.0], [0.5, 1.0], x.dtype, x.device)
+
+
+def test_fx_traces_make_anchors_of_a_feature_map_shape_to_one_leaf():
+    traced = torch.fx.symbolic_trace(_AnchorsOfFeatureMap())
+    assert [n.target for n in traced.graph.nodes if n.op == "call_function"].count(ops.make_anchors) == 1
+    x = torch.zeros(1, 3, 5, 7)
+    for got, expected in zip(traced(x), _AnchorsOfFeatureMap()(x)):
+        _assert_same(got, expected)
