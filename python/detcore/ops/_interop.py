@@ -82,6 +82,10 @@ def prepare(**arrays):
     inputs, and DLPack inputs on a GPU). None values stay None."""
     kind = kind_of(**arrays)
     if kind == TORCH_KIND:
+        for name, x in arrays.items():
+            if x is not None and x.is_quantized:  # torchvision has quantized kernels; detcore does not
+                raise TypeError(f"{name}: expected a float tensor, got a quantized one ({x.dtype}); "
+                                "pass .dequantize()")
         return kind, list(arrays.values())
     on_cpu = kind == NUMPY_KIND or all(
         x is None or int(x.__dlpack_device__()[0]) in _DLPACK_CPU_DEVICES for x in arrays.values()
@@ -153,6 +157,16 @@ class NumpyArrays:
     def stream(like) -> int:
         return 0
 
+    @staticmethod
+    def device(like) -> str:
+        """The device of `like` as the ``_C`` workspace queries take it."""
+        return "cpu"
+
+    @staticmethod
+    def workspace(nbytes: int, like):
+        """A uint8 scratch buffer of `nbytes` bytes for a ``_C`` kernel."""
+        return np.empty((nbytes,), np.uint8)
+
 
 class TorchArrays:
     """Array namespace for torch tensors (inside the custom ops)."""
@@ -180,9 +194,23 @@ class TorchArrays:
 
     @staticmethod
     def stream(like) -> int:
+        """PyTorch's current stream on the device of `like` (0 on the CPU):
+        the kernels run on it, ordered with the caller's work."""
         if like.device.type != "cuda":
             return 0
         return torch.cuda.current_stream(like.device).cuda_stream
+
+    @staticmethod
+    def device(like) -> str:
+        """'cpu' or 'cuda:<index>' (a tensor's device always has its index),
+        as the ``_C`` workspace queries take it."""
+        return str(like.device)
+
+    @staticmethod
+    def workspace(nbytes: int, like):
+        """A uint8 scratch buffer of `nbytes` bytes on the device of `like`,
+        from PyTorch's caching allocator."""
+        return torch.empty((nbytes,), dtype=torch.uint8, device=like.device)
 
 
 NUMPY = NumpyArrays()

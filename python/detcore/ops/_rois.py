@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import List, Union
 
 import numpy as np
 
 from ._interop import DLPACK_KIND, TORCH_KIND, check_boxes, check_float, check_int, kind_of, prepare, to_numpy, torch
+from ._scripting import Array
 
 
 def as_rois(boxes, name: str = "boxes"):
@@ -34,6 +36,21 @@ def as_rois(boxes, name: str = "boxes"):
             [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
         )
     return np.concatenate([np.concatenate([np.full_like(b[:, :1], i), b], axis=1) for i, b in enumerate(boxes)])
+
+
+def script_rois(boxes: Union[Array, List[Array]]) -> Array:
+    """`as_rois` for TorchScript (torch tensors only); the op checks the shape
+    of a (K, 5) tensor."""
+    if isinstance(boxes, torch.Tensor):
+        return boxes
+    if len(boxes) == 0:
+        raise ValueError("boxes: expected a list with one (Ki, 4) tensor per image, got an empty list")
+    rois: List[torch.Tensor] = []
+    for i, b in enumerate(boxes):
+        if b.dim() != 2 or b.size(1) != 4:
+            raise ValueError("boxes: expected a list of (Ki, 4) tensors, got a tensor of another shape")
+        rois.append(torch.cat([torch.full_like(b[:, :1], i), b], dim=1))
+    return torch.cat(rois, dim=0)
 
 
 def prepare_rois(input, boxes):

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _C
 from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, prepare, torch
+from ._scripting import Array, Weights, fx_node, is_scripting
 
 DEFAULT_CLAMP = math.log(1000.0 / 16)  # the largest dw, dh fed to exp, as torchvision
 
@@ -59,7 +60,7 @@ def _check_pairs(reference_boxes, proposals) -> None:
 def _encode_boxes(xp, reference_boxes, proposals, weights):
     _check_pairs(reference_boxes, proposals)
     out = xp.empty(tuple(reference_boxes.shape), reference_boxes.dtype, like=reference_boxes)
-    _C.encode_boxes(xp.native(reference_boxes), xp.native(proposals), weights, xp.native(out),
+    _C.encode_boxes(weights, xp.native(reference_boxes), xp.native(proposals), xp.native(out),
                     xp.stream(reference_boxes))
     return out
 
@@ -67,7 +68,7 @@ def _encode_boxes(xp, reference_boxes, proposals, weights):
 def _decode_boxes(xp, deltas, boxes, weights, clamp):
     _check_deltas(deltas, boxes)
     out = xp.empty(tuple(deltas.shape), deltas.dtype, like=deltas)
-    _C.decode_boxes(xp.native(deltas), xp.native(boxes), weights, clamp, xp.native(out), xp.stream(deltas))
+    _C.decode_boxes(weights, clamp, xp.native(deltas), xp.native(boxes), xp.native(out), xp.stream(deltas))
     return out
 
 
@@ -75,7 +76,7 @@ def _is_floating(x) -> bool:
     return x.is_floating_point() if torch is not None and isinstance(x, torch.Tensor) else x.dtype.kind == "f"
 
 
-def encode_boxes(reference_boxes, proposals, weights=(1.0, 1.0, 1.0, 1.0)):
+def encode_boxes(reference_boxes: Array, proposals: Array, weights: Weights = (1.0, 1.0, 1.0, 1.0)) -> Array:
     """The deltas that take each proposal to its reference box
     (``BoxCoder(weights).encode_single(reference_boxes, proposals)``)::
 
@@ -94,6 +95,12 @@ def encode_boxes(reference_boxes, proposals, weights=(1.0, 1.0, 1.0, 1.0)):
         deltas, as in torchvision. The result is a regression target: for torch
         tensors it never requires grad (no gradient flows to either input).
     """
+    if is_scripting():
+        return torch.ops.detcore.encode_boxes(reference_boxes.detach(), proposals.detach(),
+                                              [weights[0], weights[1], weights[2], weights[3]])
+    node = fx_node(encode_boxes, reference_boxes, proposals, weights)
+    if node is not None:
+        return node
     weights = _check_weights(weights)
     kind, (reference_boxes, proposals) = prepare(reference_boxes=reference_boxes, proposals=proposals)
     if kind == TORCH_KIND:
@@ -101,7 +108,9 @@ def encode_boxes(reference_boxes, proposals, weights=(1.0, 1.0, 1.0, 1.0)):
     return _encode_boxes(NUMPY, reference_boxes, proposals, weights)
 
 
-def decode_boxes(deltas, boxes, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAMP):
+def decode_boxes(
+    deltas: Array, boxes: Array, weights: Weights = (1.0, 1.0, 1.0, 1.0), clamp: float = DEFAULT_CLAMP
+) -> Array:
     """The boxes that `deltas` take `boxes` to (``BoxCoder(weights,
     clamp).decode_single(deltas, boxes)``)::
 
@@ -110,7 +119,7 @@ def decode_boxes(deltas, boxes, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAM
 
     Args:
         deltas: (N, 4 * K) deltas ``dx, dy, dw, dh``, K per box (e.g. one per
-            class), float32 or float64 (also float16, bfloat16 on CUDA).
+            class), float32, float64, float16 or bfloat16 (computed in float).
         boxes: (N, 4) reference boxes (anchors or proposals); a floating dtype,
             converted to the dtype of `deltas` as torchvision does.
         weights: 4 positive numbers ``(wx, wy, ww, wh)``.
@@ -123,6 +132,13 @@ def decode_boxes(deltas, boxes, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAM
         Differentiable for torch tensors, with respect to `deltas` and `boxes`
         (no gradient to dw, dh where they exceed the clamp, as torch.clamp).
     """
+    if is_scripting():
+        if deltas.is_floating_point() and boxes.is_floating_point() and boxes.dtype != deltas.dtype:
+            boxes = boxes.to(deltas.dtype)
+        return torch.ops.detcore.decode_boxes(deltas, boxes, [weights[0], weights[1], weights[2], weights[3]], clamp)
+    node = fx_node(decode_boxes, deltas, boxes, weights, clamp)
+    if node is not None:
+        return node
     weights = _check_weights(weights)
     clamp = _check_clamp(clamp)
     kind, (deltas, boxes) = prepare(deltas=deltas, boxes=boxes)
@@ -137,7 +153,8 @@ if torch is not None:
 
     @torch.library.custom_op("detcore::encode_boxes", mutates_args=())
     def _encode_boxes_op(reference_boxes: torch.Tensor, proposals: torch.Tensor, weights: list[float]) -> torch.Tensor:
-        return _encode_boxes(TORCH, reference_boxes.contiguous(), proposals.contiguous(), weights)
+        # The weights are checked here too, for TorchScript callers.
+        return _encode_boxes(TORCH, reference_boxes.contiguous(), proposals.contiguous(), _check_weights(weights))
 
     @_encode_boxes_op.register_fake
     def _(reference_boxes, proposals, weights):
@@ -146,7 +163,9 @@ if torch is not None:
 
     @torch.library.custom_op("detcore::decode_boxes", mutates_args=())
     def _decode_boxes_op(deltas: torch.Tensor, boxes: torch.Tensor, weights: list[float], clamp: float) -> torch.Tensor:
-        return _decode_boxes(TORCH, deltas.contiguous(), boxes.contiguous(), weights, clamp)
+        # The scalars are checked here too, for TorchScript callers.
+        return _decode_boxes(TORCH, deltas.contiguous(), boxes.contiguous(), _check_weights(weights),
+                             _check_clamp(clamp))
 
     @_decode_boxes_op.register_fake
     def _(deltas, boxes, weights, clamp):
@@ -159,7 +178,7 @@ if torch is not None:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         grad, deltas, boxes = grad.contiguous(), deltas.contiguous(), boxes.contiguous()
         grad_deltas, grad_boxes = torch.empty_like(deltas), torch.empty_like(boxes)
-        _C.decode_boxes_backward(TORCH.native(grad), TORCH.native(deltas), TORCH.native(boxes), weights, clamp,
+        _C.decode_boxes_backward(weights, clamp, TORCH.native(grad), TORCH.native(deltas), TORCH.native(boxes),
                                  TORCH.native(grad_deltas), TORCH.native(grad_boxes), TORCH.stream(deltas))
         return grad_deltas, grad_boxes
 
@@ -178,3 +197,7 @@ if torch is not None:
         return grad_deltas, grad_boxes, None, None
 
     _decode_boxes_op.register_autograd(_decode_backward, setup_context=_decode_setup_context)
+
+    # Leaf nodes for torch.fx when called through this module's globals.
+    torch.fx.wrap("encode_boxes")
+    torch.fx.wrap("decode_boxes")

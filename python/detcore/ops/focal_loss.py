@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, dtype_name, prepare, torch
+from ._scripting import Array, fx_node, is_scripting
 
 _REDUCTIONS = ("none", "sum", "mean")
 
@@ -64,27 +65,28 @@ def _sigmoid_focal_loss(xp, inputs, targets, alpha, gamma, reduction, with_grad)
     _check_targets(inputs, targets)
     loss = xp.empty(tuple(inputs.shape) if reduction == "none" else (), inputs.dtype, like=inputs)
     grad = xp.empty(tuple(inputs.shape), inputs.dtype, like=inputs) if with_grad else None
-    device = getattr(inputs, "device", None)
-    on_cuda = device is not None and getattr(device, "type", "cpu") == "cuda"
+    device = xp.device(inputs)
     nbytes = _C.sigmoid_focal_loss_workspace_bytes(
-        math.prod(inputs.shape), on_cuda, (device.index or 0) if on_cuda else 0, reduction
+        device, dtype_name(inputs.dtype), alpha, gamma, reduction, math.prod(inputs.shape)
     )
-    workspace = xp.empty((nbytes,), xp.uint8, like=inputs) if nbytes else None
+    workspace = xp.workspace(nbytes, like=inputs) if nbytes else None
     _C.sigmoid_focal_loss(
+        alpha,
+        gamma,
+        reduction,
         xp.native(inputs),
         xp.native(targets),
         xp.native(loss),
         None if grad is None else xp.native(grad),
         None if workspace is None else xp.native(workspace),
-        alpha,
-        gamma,
-        reduction,
         xp.stream(inputs),
     )
     return loss, grad
 
 
-def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"):
+def sigmoid_focal_loss(
+    inputs: Array, targets: Array, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"
+) -> Array:
     """The focal loss of RetinaNet (https://arxiv.org/abs/1708.02002), as
     ``torchvision.ops.sigmoid_focal_loss``, with the forward and backward
     computed in one fused pass.
@@ -124,6 +126,14 @@ def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2.0,
     Sum and mean are deterministic (the same bits for any thread count on
     the CPU, and on every run on CUDA).
     """
+    if is_scripting():
+        if targets.requires_grad and torch.is_grad_enabled():
+            raise ValueError("targets: gradients with respect to targets are not supported; pass targets.detach()")
+        with_grad = inputs.requires_grad and torch.is_grad_enabled()
+        return torch.ops.detcore.sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction, with_grad)[0]
+    node = fx_node(sigmoid_focal_loss, inputs, targets, alpha, gamma, reduction)
+    if node is not None:
+        return node
     reduction = _check_reduction(reduction)
     alpha = _check_alpha(alpha)
     gamma = _check_gamma(gamma)
@@ -147,9 +157,11 @@ if torch is not None:
         inputs: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float, reduction: str, with_grad: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, grad); grad is d loss / d inputs when with_grad, else an
-        empty (0,) tensor."""
+        empty (0,) tensor. The scalars are checked here too, for TorchScript
+        callers."""
         loss, grad = _sigmoid_focal_loss(
-            TORCH, inputs.contiguous(), targets.contiguous(), alpha, gamma, _check_reduction(reduction), with_grad
+            TORCH, inputs.contiguous(), targets.contiguous(), _check_alpha(alpha), _check_gamma(gamma),
+            _check_reduction(reduction), with_grad,
         )
         return loss, grad if grad is not None else inputs.new_empty((0,))
 
@@ -179,3 +191,6 @@ if torch is not None:
         return grad * grad_loss, None, None, None, None, None
 
     _sigmoid_focal_loss_op.register_autograd(_backward, setup_context=_setup_context)
+
+    # A leaf node for torch.fx when called through this module's globals.
+    torch.fx.wrap("sigmoid_focal_loss")

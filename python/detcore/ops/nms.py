@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, dtype_name, prepare, torch
+from ._scripting import Array, fx_node, is_scripting
 
 
 def _check_threshold(iou_threshold) -> float:
@@ -41,15 +42,16 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     iou_threshold = _check_nms_args(boxes, scores, idxs, iou_threshold)
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
-    on_cuda = xp is TORCH and boxes.device.type == "cuda"
-    device_index = (boxes.device.index or 0) if on_cuda else 0
-    workspace = xp.empty((_C.nms_workspace_size(n, on_cuda, device_index),), xp.uint8, like=boxes)
+    device = xp.device(boxes)
+    workspace = xp.workspace(_C.nms_workspace_bytes(device, dtype_name(boxes.dtype), iou_threshold, n), like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
-        count = _C.nms(xp.native(boxes), xp.native(scores), iou_threshold, xp.native(keep), xp.native(workspace), stream)
+        count = _C.nms(
+            iou_threshold, xp.native(boxes), xp.native(scores), xp.native(keep), xp.native(workspace), stream
+        )
     else:
         count = _C.batched_nms(
-            xp.native(boxes), xp.native(scores), xp.native(idxs), iou_threshold, xp.native(keep),
+            iou_threshold, xp.native(boxes), xp.native(scores), xp.native(idxs), xp.native(keep),
             xp.native(workspace), stream,
         )
     if count == n:
@@ -60,7 +62,7 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     return kept
 
 
-def nms(boxes, scores, iou_threshold):
+def nms(boxes: Array, scores: Array, iou_threshold: float) -> Array:
     """Greedy non-maximum suppression, as ``torchvision.ops.nms``.
 
     Boxes are visited in decreasing score order (equal scores: lower index
@@ -74,21 +76,26 @@ def nms(boxes, scores, iou_threshold):
     ``iou_threshold=0.3`` (float32(0.3) > 0.3).
 
     Args:
-        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32 or float64 (float16
-            and bfloat16 too on CUDA, with float IoU).
+        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32, float64, float16
+            or bfloat16 (the half types with a float IoU).
         scores: (N,) scores of the same dtype and device.
         iou_threshold: finite number >= 0.
 
     Returns:
         int64 (K,) indices of the kept boxes in decreasing score order.
     """
+    if is_scripting():
+        return torch.ops.detcore.nms(boxes, scores, iou_threshold)
+    node = fx_node(nms, boxes, scores, iou_threshold)
+    if node is not None:
+        return node
     kind, (boxes, scores) = prepare(boxes=boxes, scores=scores)
     if kind == TORCH_KIND:
         return torch.ops.detcore.nms(boxes, scores, _check_threshold(iou_threshold))
     return _nms(NUMPY, boxes, scores, None, iou_threshold)
 
 
-def batched_nms(boxes, scores, idxs, iou_threshold):
+def batched_nms(boxes: Array, scores: Array, idxs: Array, iou_threshold: float) -> Array:
     """Non-maximum suppression per class, as ``torchvision.ops.batched_nms``.
 
     Boxes with different ``idxs`` never suppress each other (compared as
@@ -103,8 +110,22 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
 
     Returns:
         int64 (K,) indices of the kept boxes in decreasing score order.
+        Empty 1-D boxes (shape (0,)) give an empty result without further
+        checks, as in torchvision.
     """
+    if is_scripting():
+        if boxes.dim() == 1 and boxes.size(0) == 0:
+            return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+        if idxs.dtype in [torch.int8, torch.int16, torch.int32, torch.uint8]:  # as _as_int64_class_ids
+            idxs = idxs.to(torch.int64)
+        return torch.ops.detcore.batched_nms(boxes, scores, idxs, iou_threshold)
+    node = fx_node(batched_nms, boxes, scores, idxs, iou_threshold)
+    if node is not None:
+        return node
     kind, (boxes, scores, idxs) = prepare(boxes=boxes, scores=scores, idxs=idxs)
+    if boxes.ndim == 1 and boxes.shape[0] == 0:  # torchvision's empty input
+        xp = TORCH if kind == TORCH_KIND else NUMPY
+        return xp.empty((0,), xp.int64, like=boxes)
     idxs = _as_int64_class_ids(idxs)
     if kind == TORCH_KIND:
         return torch.ops.detcore.batched_nms(boxes, scores, idxs, _check_threshold(iou_threshold))
@@ -135,3 +156,7 @@ if torch is not None:
     @_batched_nms_op.register_fake
     def _(boxes, scores, idxs, iou_threshold):
         return _fake_keep(boxes, scores, idxs, iou_threshold)
+
+    # Leaf nodes for torch.fx when called through this module's globals.
+    torch.fx.wrap("nms")
+    torch.fx.wrap("batched_nms")

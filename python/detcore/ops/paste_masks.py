@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import _C
 from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_int, prepare, torch
+from ._scripting import Array, fx_node, is_scripting
 
 _NUMPY_DTYPE_OF_TORCH = {torch.float32: np.float32, torch.float64: np.float64, torch.bool: np.bool_} if torch else {}
 
@@ -62,11 +63,11 @@ def _paste_masks(xp, masks, boxes, image_size, threshold):
     threshold = _threshold(threshold)
     dtype = masks.dtype if threshold is None else xp.bool_
     out, holds_zeros = _output(xp, (masks.shape[0], height, width), dtype, like=masks)
-    _C.paste_masks(xp.native(masks), xp.native(boxes), xp.native(out), threshold, xp.stream(masks), holds_zeros)
+    _C.paste_masks(threshold, holds_zeros, xp.native(masks), xp.native(boxes), xp.native(out), xp.stream(masks))
     return out
 
 
-def paste_masks(masks, boxes, image_size, threshold=None):
+def paste_masks(masks: Array, boxes: Array, image_size: Tuple[int, int], threshold: Optional[float] = None) -> Array:
     """Pastes each mask into an image-sized plane, as torchvision's
     ``paste_masks_in_image(masks, boxes, image_size, padding=1)``.
 
@@ -84,8 +85,8 @@ def paste_masks(masks, boxes, image_size, threshold=None):
 
     Args:
         masks: (N, Mh, Mw) or (N, 1, Mh, Mw) soft masks (mask-head
-            probabilities), float32 or float64 (also float16 and bfloat16 on
-            CUDA, computed in float). Non-square masks are scaled by
+            probabilities), float32, float64, float16 or bfloat16 (the half
+            types computed in float). Non-square masks are scaled by
             (Mh + 2) / Mh vertically and (Mw + 2) / Mw horizontally
             (torchvision uses the width's factor for both; square masks are
             identical).
@@ -104,6 +105,11 @@ def paste_masks(masks, boxes, image_size, threshold=None):
         the framework and device of the inputs (numpy for CPU DLPack inputs,
         a torch tensor for GPU ones).
     """
+    if is_scripting():
+        return torch.ops.detcore.paste_masks(masks, boxes, [image_size[0], image_size[1]], threshold)
+    node = fx_node(paste_masks, masks, boxes, image_size, threshold)
+    if node is not None:
+        return node
     kind, (masks, boxes) = prepare(masks=masks, boxes=boxes)
     if kind == TORCH_KIND:
         height, width = _image_size(image_size)
@@ -126,3 +132,6 @@ if torch is not None:
         height, width = image_size
         dtype = masks.dtype if threshold is None else torch.bool
         return masks.new_empty((masks.shape[0], height, width), dtype=dtype)
+
+    # A leaf node for torch.fx when called through this module's globals.
+    torch.fx.wrap("paste_masks")

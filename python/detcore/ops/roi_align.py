@@ -11,6 +11,7 @@ are capped at 2**24 samples per axis. The gradient flows to ``input`` only.
 from __future__ import annotations
 
 import math
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -25,7 +26,8 @@ from ._interop import (
     dtype_name,
     torch,
 )
-from ._rois import pooled_size, prepare_rois, spatial_scale_arg
+from ._rois import pooled_size, prepare_rois, script_rois, spatial_scale_arg
+from ._scripting import Array, BroadcastingList2, fx_node, is_scripting
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2] or a list of (Ki, 4)"
 
@@ -42,8 +44,8 @@ def _roi_align(xp, input, rois, spatial_scale, pooled_height, pooled_width, samp
     check_ndim(input, "input", 4, "(N, C, H, W)")
     check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
     out = xp.empty((rois.shape[0], input.shape[1], pooled_height, pooled_width), input.dtype, like=input)
-    _C.roi_align_forward(xp.native(input), xp.native(rois), xp.native(out), spatial_scale, pooled_height,
-                         pooled_width, sampling_ratio, aligned, xp.stream(input))
+    _C.roi_align_forward(pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned, xp.native(input),
+                         xp.native(rois), xp.native(out), xp.stream(input))
     return out
 
 
@@ -51,22 +53,32 @@ def _roi_align_backward(xp, grad, rois, spatial_scale, pooled_height, pooled_wid
                         input_shape, deterministic):
     grad_input = xp.empty(tuple(input_shape), grad.dtype, like=grad)
     numel = math.prod(input_shape)
-    is_cuda = getattr(grad, "is_cuda", False)
-    workspace_bytes = _C.roi_align_backward_workspace_bytes(dtype_name(grad.dtype), is_cuda, numel, deterministic)
-    workspace = xp.empty((workspace_bytes,), xp.uint8, like=grad)
-    _C.roi_align_backward(xp.native(grad), xp.native(rois), xp.native(grad_input), xp.native(workspace),
-                          spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, deterministic,
+    device = xp.device(grad)
+    workspace = xp.workspace(
+        _C.roi_align_backward_workspace_bytes(device, dtype_name(grad.dtype), pooled_height, pooled_width,
+                                              spatial_scale, sampling_ratio, aligned, deterministic, numel),
+        like=grad,
+    )
+    _C.roi_align_backward(pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned, deterministic,
+                          xp.native(grad), xp.native(rois), xp.native(grad_input), xp.native(workspace),
                           xp.stream(grad))
     return grad_input
 
 
-def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False, *,
-              deterministic=None):
+def roi_align(
+    input: Array,
+    boxes: Union[Array, List[Array]],
+    output_size: BroadcastingList2[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    deterministic: Optional[bool] = None,
+) -> Array:
     """Pools each RoI to ``output_size`` bins, as ``torchvision.ops.roi_align``.
 
     Args:
-        input: (N, C, H, W) features, float32 or float64 (float16 and
-            bfloat16 on CUDA too).
+        input: (N, C, H, W) features, float32, float64, float16 or
+            bfloat16 (the half types computed in float).
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` of the input's
             dtype and device, or a list of N per-image (Ki, 4) boxes.
             Batch indices must be integers in [0, N) (ValueError on the CPU;
@@ -86,6 +98,12 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
         (K, C, output_height, output_width) in the input's dtype and
         framework (numpy for CPU DLPack inputs, a torch tensor for GPU ones).
     """
+    if is_scripting():
+        return torch.ops.detcore.roi_align(input, script_rois(boxes), spatial_scale, output_size[0], output_size[1],
+                                           sampling_ratio, aligned, deterministic is not None and deterministic)
+    node = fx_node(roi_align, input, boxes, output_size, spatial_scale, sampling_ratio, aligned, deterministic)
+    if node is not None:
+        return node
     pooled_height, pooled_width = pooled_size(output_size)
     spatial_scale, sampling_ratio, aligned = _check_params(spatial_scale, sampling_ratio, aligned)
     kind, input, rois = prepare_rois(input, boxes)
@@ -100,6 +118,9 @@ if torch is not None:
     @torch.library.custom_op("detcore::roi_align", mutates_args=())
     def _roi_align_op(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
                       pooled_width: int, sampling_ratio: int, aligned: bool, deterministic: bool) -> torch.Tensor:
+        # The scalars are checked here too, for TorchScript callers.
+        pooled_size((pooled_height, pooled_width))
+        spatial_scale, sampling_ratio, aligned = _check_params(spatial_scale, sampling_ratio, aligned)
         return _roi_align(TORCH, input.contiguous(), rois.contiguous(), spatial_scale, pooled_height, pooled_width,
                           sampling_ratio, aligned)
 
@@ -109,7 +130,7 @@ if torch is not None:
         check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
         return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
 
-    @torch.library.custom_op("detcore::_roi_align_backward", mutates_args=())
+    @torch.library.custom_op("detcore::roi_align_backward", mutates_args=())
     def _roi_align_backward_op(grad: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
                                pooled_width: int, sampling_ratio: int, aligned: bool, batch_size: int,
                                channels: int, height: int, width: int, deterministic: bool) -> torch.Tensor:
@@ -132,27 +153,37 @@ if torch is not None:
     def _backward(ctx, grad):
         (rois,) = ctx.saved_tensors
         deterministic = ctx.deterministic or torch.are_deterministic_algorithms_enabled()
-        grad_input = torch.ops.detcore._roi_align_backward(grad, rois, *ctx.params, *ctx.input_shape, deterministic)
+        grad_input = torch.ops.detcore.roi_align_backward(grad, rois, *ctx.params, *ctx.input_shape, deterministic)
         return grad_input, None, None, None, None, None, None, None
 
     _roi_align_op.register_autograd(_backward, setup_context=_setup_context)
 
+    # Leaf nodes for torch.fx when called through this module's globals.
+    torch.fx.wrap("roi_align")
+
     class RoIAlign(torch.nn.Module):
-        """``roi_align`` as a module, as ``torchvision.ops.RoIAlign``."""
+        """``roi_align`` as a module, as ``torchvision.ops.RoIAlign``; every
+        argument of `roi_align` is an attribute."""
 
-        def __init__(self, output_size, spatial_scale, sampling_ratio, aligned=False):
+        def __init__(self, output_size: BroadcastingList2[int], spatial_scale: float, sampling_ratio: int, aligned: bool = False,
+                     deterministic: Optional[bool] = None):
             super().__init__()
-            self.output_size = output_size
-            self.spatial_scale = spatial_scale
-            self.sampling_ratio = sampling_ratio
-            self.aligned = aligned
+            self.output_size = pooled_size(output_size)
+            self.spatial_scale, self.sampling_ratio, self.aligned = _check_params(
+                spatial_scale, sampling_ratio, aligned
+            )
+            if deterministic is not None and not isinstance(deterministic, bool):
+                raise TypeError(f"deterministic: expected None, True or False, got {deterministic!r}")
+            self.deterministic = deterministic
 
-        def forward(self, input, rois):
-            return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+        def forward(self, input: Array, rois: Union[Array, List[Array]]) -> Array:
+            return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
+                             self.deterministic)
 
         def extra_repr(self) -> str:
             return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
-                    f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
+                    f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}, "
+                    f"deterministic={self.deterministic}")
 
 else:
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import List, Union
+
 from .. import _C
 from ._interop import (
     NUMPY,
@@ -12,7 +14,8 @@ from ._interop import (
     dtype_name,
     torch,
 )
-from ._rois import pooled_size, prepare_rois, spatial_scale_arg
+from ._rois import pooled_size, prepare_rois, script_rois, spatial_scale_arg
+from ._scripting import Array, BroadcastingList2, fx_node, is_scripting
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
 
@@ -36,7 +39,8 @@ def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_
     out = xp.empty(shape, input.dtype, like=input)
     argmax = xp.empty(shape, xp.int32, like=input)
     _C.roi_pool_forward(
-        xp.native(input), xp.native(rois), spatial_scale, xp.native(out), xp.native(argmax), xp.stream(input)
+        pooled_height, pooled_width, spatial_scale, xp.native(input), xp.native(rois), xp.native(out),
+        xp.native(argmax), xp.stream(input)
     )
     return out, argmax
 
@@ -47,23 +51,27 @@ def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape, deterministic: b
     atomicAdd for a fixed summation order."""
     grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
     _C.roi_pool_backward(
+        grad_out.shape[2],
+        grad_out.shape[3],
+        deterministic,
         xp.native(grad_out),
         xp.native(rois),
         xp.native(argmax),
         xp.native(grad_input),
         xp.stream(grad_out),
-        deterministic,
     )
     return grad_input
 
 
-def roi_pool(input, boxes, output_size, spatial_scale=1.0):
+def roi_pool(
+    input: Array, boxes: Union[Array, List[Array]], output_size: BroadcastingList2[int], spatial_scale: float = 1.0
+) -> Array:
     """Max pooling of each RoI over a grid of bins (Fast R-CNN), as
     ``torchvision.ops.roi_pool``.
 
     Args:
-        input: (N, C, H, W) features, float32 or float64 (float16 and
-            bfloat16 too on CUDA).
+        input: (N, C, H, W) features, float32, float64, float16 or
+            bfloat16 (the half types computed in float).
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` in image
             coordinates, of the input's dtype and device, or a list of N
             per-image (Ki, 4) boxes.
@@ -86,6 +94,11 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     The CPU backward is deterministic; on CUDA it uses atomicAdd unless
     ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
+    if is_scripting():
+        return torch.ops.detcore.roi_pool(input, script_rois(boxes), spatial_scale, output_size[0], output_size[1])[0]
+    node = fx_node(roi_pool, input, boxes, output_size, spatial_scale)
+    if node is not None:
+        return node
     height, width = pooled_size(output_size)
     scale = spatial_scale_arg(spatial_scale)
     kind, input, rois = prepare_rois(input, boxes)
@@ -102,6 +115,9 @@ if torch is not None:
     def _roi_pool_op(
         input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int, pooled_width: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The scalars are checked here too, for TorchScript callers.
+        pooled_size((pooled_height, pooled_width))
+        spatial_scale = spatial_scale_arg(spatial_scale)
         return _roi_pool(TORCH, input.contiguous(), rois.contiguous(), spatial_scale, pooled_height, pooled_width)
 
     @_roi_pool_op.register_fake
@@ -165,19 +181,23 @@ if torch is not None:
 
     _roi_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
+    # Leaf nodes for torch.fx when called through this module's globals.
+    torch.fx.wrap("roi_pool")
+
     class RoIPool(torch.nn.Module):
-        """See :func:`roi_pool`."""
+        """``roi_pool`` as a module, as ``torchvision.ops.RoIPool``; every
+        argument of `roi_pool` is an attribute."""
 
-        def __init__(self, output_size, spatial_scale: float):
+        def __init__(self, output_size: BroadcastingList2[int], spatial_scale: float):
             super().__init__()
-            self.output_size = output_size
-            self.spatial_scale = spatial_scale
+            self.output_size = pooled_size(output_size)
+            self.spatial_scale = spatial_scale_arg(spatial_scale)
 
-        def forward(self, input, rois):
+        def forward(self, input: Array, rois: Union[Array, List[Array]]) -> Array:
             return roi_pool(input, rois, self.output_size, self.spatial_scale)
 
-        def __repr__(self) -> str:
-            return f"{type(self).__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale})"
+        def extra_repr(self) -> str:
+            return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
 
 else:
 
