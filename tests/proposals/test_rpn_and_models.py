@@ -53,7 +53,7 @@ def test_rpn_proposals_are_what_the_roi_heads_get(rng):
         assert (np.diff(logits.numpy()) <= 1e-6).all()  # NMS keeps them in decreasing objectness
         assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w + 1e-3).all() and (boxes[:, 3] <= h + 1e-3).all()
     fewer = rpn_proposals(model, images, max_proposals=5)
-    for (b, lg), (full, _) in zip(fewer, dumped):
+    for (b, _), (full, _) in zip(fewer, dumped):
         assert len(b) == min(5, len(full)) and torch.allclose(b, full[: len(b)])
     assert model.rpn.post_nms_top_n["testing"] == 50  # restored
     with pytest.raises(ValueError, match="model: expected a detector with an RPN"):

@@ -106,9 +106,6 @@ class DetectionDataset(torch.utils.data.Dataset):
     def keypoint_flip_map(self) -> List[int]:
         return keypoint_flip_indices(self.keypoint_names)
 
-    def image_path(self, index: int) -> str:
-        raise NotImplementedError
-
     def check_images(self, read_headers: bool = False) -> None:
         """DatasetError unless every image file exists; with ``read_headers``
         also unless every file opens as an image of the annotated size."""

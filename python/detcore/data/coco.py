@@ -79,9 +79,6 @@ class CocoDetection(DetectionDataset):
             self._coco = coco
         return self._coco
 
-    def image_path(self, index: int) -> str:
-        return os.path.join(self.image_dir, self.image_infos[index]["file_name"])
-
     def load(self, index: int):
         info = self.image_infos[index]
         image = load_image(self.image_path(index))

@@ -103,9 +103,6 @@ class VOCDetection(DetectionDataset):
             "orig_size": (rec["height"], rec["width"]),
         }
 
-    def image_path(self, index: int) -> str:
-        return os.path.join(self.root, "JPEGImages", self.records[index]["file_name"])
-
     def proposal_id(self, index: int) -> str:
         """The VOC image id (``000005``), as detectron2's VOC proposal files use."""
         return os.path.splitext(os.path.basename(self.records[index]["xml"]))[0]
