@@ -1,0 +1,196 @@
+"""Multi-stage training of R-CNN and SPP-net (models with ``multi_stage = True``).
+
+Stages, in order, each written under the run's output folder and skipped on a
+rerun when its output exists (said so in the log):
+
+1. ``finetune/model_final.pth``: the CNN fine-tuned with a softmax over
+   N+1 classes (the usual training loop, :func:`detcore.engine.train`;
+   an interrupted fine-tuning resumes from its latest checkpoint);
+2. ``features/``: pool5 features of every training image's proposals and
+   ground-truth boxes, one ``.npz`` per image (R-CNN's disk cache; the bytes
+   written are reported);
+3. ``svm.pth``: per-class linear SVMs with hard-negative mining;
+4. ``bbox_reg.pth``: per-class ridge box regressors.
+
+The assembled detector goes to ``model_final.pth`` (a normal detcore
+checkpoint: ``detcore eval`` / ``predict`` load it) and the stage times to
+``stages.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..data import build_transforms
+from ..models.classic.feature_cache import FeatureCache, RegionRecord
+from ..models.classic.stages import train_box_regressors, train_svms
+from .checkpoint import latest_checkpoint, load_model_state, read_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .trainer import FINAL_CHECKPOINT, train
+
+STAGES = ("finetune", "features", "svm", "bbox_reg")
+
+
+class StageError(ValueError):
+    """A stage cannot run on this input (e.g. a dataset without proposals)."""
+
+
+def _proposals_of(target: dict, index: int) -> torch.Tensor:
+    props = target.get("proposals")
+    if props is None:
+        raise StageError(f"image {target.get('image_id', index)}: the dataset carries no proposals; this detector "
+                         f"scores external proposals (--proposals selective_search or --proposals FILE)")
+    props = torch.as_tensor(props, dtype=torch.float32)
+    if props.dim() != 2 or props.shape[-1] != 4:
+        raise StageError(f"image {target.get('image_id', index)}: proposals of shape {tuple(props.shape)}, "
+                         f"expected (P, 4)")
+    return props
+
+
+@torch.no_grad()
+def extract_features(model, dataset, cache: FeatureCache, *, device="cpu", transforms=None,
+                     log: Callable[[str], None] = print) -> dict:
+    """Writes the missing per-image records; returns {"written", "reused", "bytes_written"}."""
+    model.eval()
+    written = reused = nbytes = 0
+    for index in range(len(dataset)):
+        if cache.has(index):
+            reused += 1
+            continue
+        image, target = dataset[index]
+        if transforms is not None:
+            image, target = transforms(image, target, None)
+        props = _proposals_of(target, index)
+        gt = target["boxes"].to(torch.float32).reshape(-1, 4)
+        boxes = torch.cat([props, gt])
+        pool5 = model.region_features([image.to(device)], [boxes.to(device)], ("pool5",))[0]["pool5"]
+        record = RegionRecord(
+            boxes=boxes.numpy().astype(np.float32),
+            is_gt=np.concatenate([np.zeros(props.shape[0], bool), np.ones(gt.shape[0], bool)]),
+            gt_boxes=gt.numpy().astype(np.float32),
+            gt_labels=target["labels"].numpy().astype(np.int64),
+            pool5=pool5.float().cpu().numpy(),
+        )
+        nbytes += cache.write(index, record)
+        written += 1
+        if written % 50 == 0:
+            log(f"  features: {written + reused}/{len(dataset)} images, {nbytes / 2**20:.1f} MiB written")
+    return {"written": written, "reused": reused, "bytes_written": nbytes}
+
+
+def _features_of(model, layer: str, device):
+    def fn(pool5: np.ndarray) -> np.ndarray:
+        if layer == "pool5":
+            return pool5
+        with torch.no_grad():
+            return model.fc_features(torch.from_numpy(pool5).to(device), (layer,))[layer].float().cpu().numpy()
+
+    return fn
+
+
+def _set_svms(model, weight, bias, scale) -> None:
+    model.svm_weight.copy_(torch.as_tensor(weight))
+    model.svm_bias.copy_(torch.as_tensor(bias))
+    model.feature_scale[0] = float(scale)
+    model.stages_done[0] = True
+
+
+def _set_regressors(model, weight, bias, scale) -> None:
+    model.reg_weight.copy_(torch.as_tensor(weight))
+    model.reg_bias.copy_(torch.as_tensor(bias))
+    model.feature_scale[1] = float(scale)
+    model.stages_done[1] = True
+
+
+def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="cpu", meta: Optional[dict] = None,
+                 log: Callable[[str], None] = print, show_progress: bool = True) -> dict:
+    """Runs the four stages (see the module doc); returns a summary with the
+    final checkpoint, each stage's seconds and the feature cache's bytes."""
+    device = torch.device(device)
+    os.makedirs(output_dir, exist_ok=True)
+    meta = dict(meta or {})
+    model.to(device)
+    seconds, n = {}, len(STAGES)
+
+    def done(i, name, t0, note=""):
+        seconds[name] = round(time.perf_counter() - t0, 2)
+        log(f"stage {i}/{n} {name}: {seconds[name]:.1f} s{note}")
+
+    # 1. fine-tuning
+    t0 = time.perf_counter()
+    ft_dir = os.path.join(output_dir, "finetune")
+    ft_final = os.path.join(ft_dir, FINAL_CHECKPOINT)
+    if os.path.isfile(ft_final):
+        load_model_state(model, read_checkpoint(ft_final), ft_final)
+        log(f"stage 1/{n} finetune: {ft_final} exists, skipped")
+    else:
+        resume = "auto" if latest_checkpoint(ft_dir) else None
+        log(f"stage 1/{n} finetune: {cfg.max_iter} iterations" + (" (resuming)" if resume else ""))
+        train(model, dataset, cfg, ft_dir, device=device, resume=resume, meta=meta, show_progress=show_progress)
+    done(1, "finetune", t0)
+
+    # 2. features on disk
+    t0 = time.perf_counter()
+    cache = FeatureCache(os.path.join(output_dir, "features"))
+    manifest = cache.manifest()
+    if manifest and manifest.get("num_images") == len(dataset):
+        log(f"stage 2/{n} features: {cache.directory} holds all {len(dataset)} images "
+            f"({manifest['bytes'] / 2**20:.1f} MiB), skipped")
+        feature_bytes = manifest["bytes"]
+    else:
+        eval_tf = build_transforms(False, min_size=cfg.min_size, max_size=cfg.max_size)
+        stats = extract_features(model, dataset, cache, device=device, transforms=eval_tf, log=log)
+        feature_bytes = cache.total_bytes(len(dataset))
+        cache.write_manifest({"num_images": len(dataset), "bytes": feature_bytes, "layer": "pool5",
+                              "pool5_features": model.feature_dims["pool5"]})
+        log(f"stage 2/{n} features: {stats['written']} images extracted ({stats['bytes_written'] / 2**20:.1f} MiB "
+            f"written), {stats['reused']} reused from the cache; cache {feature_bytes / 2**20:.1f} MiB")
+    done(2, "features", t0)
+
+    def records():
+        return cache.records(len(dataset))
+
+    # 3. SVMs
+    t0 = time.perf_counter()
+    svm_path = os.path.join(output_dir, "svm.pth")
+    if os.path.isfile(svm_path):
+        state = torch.load(svm_path, map_location="cpu")
+        _set_svms(model, state["weight"], state["bias"], state["scale"])
+        log(f"stage 3/{n} svm: {svm_path} exists, skipped")
+    else:
+        model.eval()
+        w, b, scale = train_svms(
+            records, model.num_classes, _features_of(model, model.svm_feature, device), C=model.svm_C,
+            pos_weight=model.svm_pos_weight, neg_iou=model.svm_neg_iou, epochs=model.svm_epochs,
+            retrain_every=model.svm_retrain_every, log=log)
+        torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale}, svm_path)
+        _set_svms(model, w, b, scale)
+    done(3, "svm", t0)
+
+    # 4. box regressors
+    t0 = time.perf_counter()
+    reg_path = os.path.join(output_dir, "bbox_reg.pth")
+    if os.path.isfile(reg_path):
+        state = torch.load(reg_path, map_location="cpu")
+        _set_regressors(model, state["weight"], state["bias"], state["scale"])
+        log(f"stage 4/{n} bbox_reg: {reg_path} exists, skipped")
+    else:
+        w, b, scale = train_box_regressors(records, model.num_classes, iou_thresh=model.reg_iou,
+                                           lam=model.reg_lambda, weights=model.box_coder.weights, log=log)
+        torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale}, reg_path)
+        _set_regressors(model, w, b, scale)
+    done(4, "bbox_reg", t0)
+
+    final = os.path.join(output_dir, FINAL_CHECKPOINT)
+    save_checkpoint(final, model=model, iteration=cfg.max_iter, meta={**meta, "stage_seconds": seconds})
+    summary = {"checkpoint": final, "stage_seconds": seconds, "feature_cache_bytes": feature_bytes}
+    with open(os.path.join(output_dir, "stages.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    model.eval()
+    return summary
