@@ -5,6 +5,10 @@
     detcore eval --weights CKPT --data SPEC [-o OUT] [--voc]
     detcore predict --weights CKPT IMAGE... -o OUT
     detcore bench [--only nms,roi_align]
+    detcore proposals --data SPEC -o FILE [--method selective_search|rpn --checkpoint CKPT]
+
+Detectors that take external proposals (fast_rcnn_vgg16) need ``--proposals
+selective_search[:fast|quality[:MAX_BOXES]]`` or ``--proposals FILE`` in train, eval and predict.
 
 Dataset specs: ``synthetic[:TRAIN[:VAL]]``, ``coco:ANNOTATIONS.json:IMAGE_DIR``, ``voc:ROOT[:SPLIT]``.
 Hyperparameters: ``key=value`` (see ``detcore train --list-settings``);
@@ -54,6 +58,8 @@ def _add_common(p, output_required=False):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from detcore.proposals.command import add_command_arguments, add_proposal_arguments
+
     parser = argparse.ArgumentParser(prog="detcore", description="detcore: train, evaluate and run detectors.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -76,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the latest checkpoint in the output folder")
     p.add_argument("--resume-from", default=None, metavar="CKPT", help="continue from this checkpoint")
     p.add_argument("--voc", action="store_true", help="also report VOC07 mAP")
+    add_proposal_arguments(p)
+    p.add_argument("--val-proposals", default=None, metavar="SPEC", help="proposals of --val-data (default: --proposals)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training settings, model.key=value")
 
     p = sub.add_parser("eval", help="evaluate a checkpoint with the COCO metrics")
@@ -85,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model name (default: the checkpoint's)")
     p.add_argument("--voc", action="store_true", help="also report VOC07 mAP")
     p.add_argument("--max-images", type=int, default=None, help="evaluate the first N images only")
+    add_proposal_arguments(p)
     p.add_argument("overrides", nargs="*", metavar="model.key=value", help="model builder overrides")
 
     p = sub.add_parser("predict", help="detect objects in images; write pictures and JSON")
@@ -93,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--model", default=None, help="model name (default: the checkpoint's)")
+    add_proposal_arguments(p)
+
+    p = sub.add_parser("proposals", help="write a proposal file: selective search, or a trained detector's RPN")
+    add_command_arguments(p)
 
     p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/bench_ops.py")
@@ -122,12 +135,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             torch.set_num_threads(args.threads)
         return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-                "bench": cmd_bench}[args.command](args) or 0
+                "bench": cmd_bench, "proposals": cmd_proposals}[args.command](args) or 0
     except Exception as e:
         from detcore.data import DatasetError
         from detcore.engine.checkpoint import CheckpointError
+        from detcore.proposals import ProposalError
 
-        if isinstance(e, (UsageError, DatasetError, CheckpointError, FileNotFoundError)):
+        if isinstance(e, (UsageError, DatasetError, CheckpointError, ProposalError, FileNotFoundError)):
             print(f"detcore {args.command}: error: {e}", file=sys.stderr)
             return EXIT_USAGE
         raise  # a bug, not a user mistake: keep the traceback
@@ -222,6 +236,7 @@ def _evaluate_and_report(model, dataset, device, output: Optional[str], *, voc=F
 
 def cmd_train(args):
     from detcore.data import build_dataset
+    from detcore.proposals.command import attach_for_model
     from detcore.engine import TrainConfig, load_model_state, read_checkpoint, train
     from detcore.engine.distributed import init_distributed
 
@@ -236,10 +251,16 @@ def cmd_train(args):
     if val_set is not None and val_set.class_names != train_set.class_names:
         raise UsageError(f"--val-data has classes {val_set.class_names[1:]}, --data has {train_set.class_names[1:]}")
     model = _build(args.model, train_set.num_classes, model_overrides)
+    attach_for_model(model, args.model, train_set, args.proposals, args.proposal_cache, _log)
+    if val_set is not None:
+        attach_for_model(model, args.model, val_set, args.val_proposals or args.proposals, args.proposal_cache, _log,
+                         "--val-data")
     if args.weights:
         load_model_state(model, read_checkpoint(args.weights), args.weights)
     meta = {"model": args.model, "model_overrides": model_overrides, "num_classes": train_set.num_classes,
             "class_names": train_set.class_names, "config": cfg.to_dict()}
+    if args.proposals:
+        meta["proposals"] = args.proposals
     _log(f"training {args.model} on {args.data} ({len(train_set)} images, {train_set.num_classes - 1} classes) "
          f"for {cfg.max_iter} iterations, {cfg.images_per_batch} images per batch, on {device}")
     t0 = time.perf_counter()
@@ -254,6 +275,7 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from detcore.data import build_dataset
+    from detcore.proposals.command import attach_for_model
     from detcore.engine.distributed import init_distributed
 
     device = init_distributed(args.device)
@@ -265,6 +287,7 @@ def cmd_eval(args):
     if meta.get("class_names") and meta["class_names"] != dataset.class_names:
         raise UsageError(f"the checkpoint's classes {meta['class_names'][1:]} differ from the dataset's "
                          f"{dataset.class_names[1:]}")
+    attach_for_model(model, args.model or meta.get("model"), dataset, args.proposals, args.proposal_cache, _log)
     cfg = meta.get("config", {})
     _evaluate_and_report(model, dataset, device, args.output, voc=args.voc, min_size=cfg.get("min_size"),
                          max_size=cfg.get("max_size", 1333), max_images=args.max_images)
@@ -278,19 +301,21 @@ def cmd_predict(args):
     from detcore.data import load_image
     from detcore.engine.evaluation import to_original_size
     from detcore.engine.visualize import save_detection_grid
+    from detcore.proposals.command import image_proposals
 
     for path in args.images:
         if not os.path.isfile(path):
             raise UsageError(f"image not found: {path}")
     device = torch.device(args.device)
     model, meta = _load_checkpoint_model(args.weights, args.model, {}, device)
+    proposals_of = image_proposals(model, args.model or meta.get("model"), args.proposals, args.proposal_cache)
     class_names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
     os.makedirs(args.output, exist_ok=True)
     detections = []
     with torch.no_grad():
         for path in args.images:
             image = load_image(path)
-            out = model([image.to(device)])[0]
+            out = model([image.to(device)], **proposals_of(path, *image.shape[-2:]))[0]
             pred = to_original_size(out, tuple(image.shape[-2:]), tuple(image.shape[-2:]))
             keep = pred["scores"] >= args.score_threshold
             pred = {k: ([v[i] for i in np.flatnonzero(keep)] if isinstance(v, list) else v[keep])
@@ -320,6 +345,12 @@ def cmd_bench(args):
     from detcore import bench
 
     return bench.main(args.bench_args)
+
+
+def cmd_proposals(args):
+    from detcore.proposals.command import run
+
+    return run(args, _log)
 
 
 def cmd_demo(args):

@@ -8,7 +8,10 @@ A dataset item is ``(image, target)``: ``image`` a float32 (3, H, W) tensor in
 * ``masks``  (N, H, W) uint8 (when the dataset has masks)
 * ``keypoints`` (N, K, 3) float32 x, y, visibility (when it has keypoints)
 * ``iscrowd`` (N,) int64, ``area`` (N,) float32, ``image_id`` int,
-  ``orig_size`` (H, W) of the file, and for VOC ``difficult`` (N,) bool.
+  ``orig_size`` (H, W) of the file, and for VOC ``difficult`` (N,) bool;
+* with a proposal source (:func:`detcore.proposals.attach_proposals`):
+  ``proposals`` (P, 4) float32 in the same pixels as ``boxes`` (the transforms
+  move them with the image) and, when the source has scores, ``proposal_scores`` (P,).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     class_names: List[str]
     keypoint_names: List[str]
     image_infos: List[dict]
+    proposal_source = None  # set by detcore.proposals.attach_proposals
 
     def __init__(self, transforms=None):
         self.transforms = transforms
@@ -100,10 +104,24 @@ class DetectionDataset(torch.utils.data.Dataset):
         """The target alone; subclasses that can skip reading the image do."""
         return self.load(index)[1]
 
+    def image_path(self, index: int) -> str:
+        """The image file of item ``index`` (for per-file proposals)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say where its image files are")
+
+    def proposal_id(self, index: int):
+        """The id proposal files know image ``index`` by."""
+        return self.image_infos[index]["id"]
+
     def __getitem__(self, index: int):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
-        image, target = self.load(index % len(self))
+        index %= len(self)
+        image, target = self.load(index)
+        if self.proposal_source is not None:
+            boxes, scores = self.proposal_source.get(self, index)
+            target = dict(target, proposals=torch.from_numpy(np.array(boxes, dtype=np.float32).reshape(-1, 4)))
+            if scores is not None:
+                target["proposal_scores"] = torch.from_numpy(np.array(scores, dtype=np.float32).reshape(-1))
         if self.transforms is not None:
             image, target = self.transforms(image, target, None)
         return image, target

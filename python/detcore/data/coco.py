@@ -70,9 +70,12 @@ class CocoDetection(DetectionDataset):
             self._coco = coco
         return self._coco
 
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.image_dir, self.image_infos[index]["file_name"])
+
     def load(self, index: int):
         info = self.image_infos[index]
-        image = load_image(os.path.join(self.image_dir, info["file_name"]))
+        image = load_image(self.image_path(index))
         height, width = image.shape[-2:]
         if (height, width) != (info["height"], info["width"]):
             raise DatasetError(f"{info['file_name']}: the file is {width}x{height} but the annotation file says "

@@ -54,11 +54,12 @@ class Resize:
 
 
 def resize_target(target: dict, old_size, new_size) -> dict:
-    """Boxes, keypoints and masks of ``target`` moved from ``old_size`` (H, W) to ``new_size``."""
+    """Boxes, proposals, keypoints and masks of ``target`` moved from ``old_size`` (H, W) to ``new_size``."""
     sy, sx = new_size[0] / old_size[0], new_size[1] / old_size[1]
     target = dict(target)
-    if "boxes" in target:
-        target["boxes"] = target["boxes"] * torch.tensor([sx, sy, sx, sy], dtype=target["boxes"].dtype)
+    for key in ("boxes", "proposals"):
+        if key in target:
+            target[key] = target[key] * torch.tensor([sx, sy, sx, sy], dtype=target[key].dtype)
     if "keypoints" in target:
         kps = target["keypoints"].clone()
         kps[..., 0] *= sx
@@ -92,9 +93,10 @@ class RandomHorizontalFlip:
 
 def hflip_target(target: dict, width: int, keypoint_flip_map=None) -> dict:
     target = dict(target)
-    if "boxes" in target:
-        boxes = target["boxes"]
-        target["boxes"] = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
+    for key in ("boxes", "proposals"):
+        if key in target:
+            boxes = target[key]
+            target[key] = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
     if "masks" in target:
         target["masks"] = target["masks"].flip(-1)
     if "keypoints" in target:

@@ -92,9 +92,16 @@ class VOCDetection(DetectionDataset):
             "orig_size": (rec["height"], rec["width"]),
         }
 
+    def image_path(self, index: int) -> str:
+        return os.path.join(self.root, "JPEGImages", self.records[index]["file_name"])
+
+    def proposal_id(self, index: int) -> str:
+        """The VOC image id (``000005``), as detectron2's VOC proposal files use."""
+        return os.path.splitext(os.path.basename(self.records[index]["xml"]))[0]
+
     def load(self, index: int):
         rec = self.records[index]
-        image = load_image(os.path.join(self.root, "JPEGImages", rec["file_name"]))
+        image = load_image(self.image_path(index))
         target = self.load_target(index)
         if tuple(image.shape[-2:]) != target["orig_size"]:
             target["orig_size"] = tuple(image.shape[-2:])  # trust the file over the <size> tag

@@ -25,3 +25,16 @@ def build_model(name: str, num_classes: int, **overrides):
     except ImportError as e:
         raise ValueError(f"model {name!r}: detcore.models is not available ({e})") from e
     return models.build(name, num_classes, **overrides)
+
+
+def proposal_inputs(model, targets, device=None) -> dict:
+    """The keyword arguments that hand a dataset's proposals to a model with
+    ``needs_proposals`` (``{"proposals": [(Pi, 4) per image]}``); ``{}`` for others."""
+    if not getattr(model, "needs_proposals", False):
+        return {}
+    from ..proposals import ProposalError, SPEC_HELP
+
+    if any("proposals" not in t for t in targets):
+        raise ProposalError(f"{type(model).__name__} takes external proposals but the dataset carries none: "
+                            f"pass --proposals {SPEC_HELP} (in Python: detcore.proposals.attach_proposals)")
+    return {"proposals": [t["proposals"] if device is None else t["proposals"].to(device) for t in targets]}

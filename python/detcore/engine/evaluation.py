@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..data import ShardedIndices, build_transforms, coco_from_dataset, collate, label_to_category
 from . import distributed as dist_utils
+from .build import proposal_inputs
 
 BOX_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -89,7 +90,7 @@ def run_inference(model, dataset, device="cpu", *, min_size=None, max_size: int 
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            outputs = model(images)
+            outputs = model(images, **proposal_inputs(model, targets, device))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             model_seconds += time.perf_counter() - t0

@@ -27,6 +27,7 @@ import torch
 
 from ..data import SeededDataset, TrainingBatchSampler, build_transforms, collate
 from . import distributed as dist_utils
+from .build import proposal_inputs
 from .checkpoint import (CheckpointError, check_meta, checkpoint_name, latest_checkpoint, load_model_state, read_checkpoint,
                          save_checkpoint, set_rng_state)
 from .config import TrainConfig
@@ -164,7 +165,7 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
             seed_iteration(cfg.seed, iteration, rank)
 
             with torch.autocast(device.type, enabled=use_amp):
-                loss_dict = net(images, targets)
+                loss_dict = net(images, targets, **proposal_inputs(model, targets))
             loss = sum(loss_dict.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} at iteration {iteration}: "

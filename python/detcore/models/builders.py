@@ -10,7 +10,7 @@ from __future__ import annotations
 from .backbones.fpn import FPN, BackboneWithFPN
 from .backbones.resnet import ResNet
 from .backbones.vgg import VGG16
-from .meta.rcnn import GeneralizedRCNN
+from .meta.rcnn import FastRCNN, GeneralizedRCNN
 from .meta.retinanet import RetinaNet, RetinaNetHead
 from .proposal.anchors import AnchorGenerator
 from .proposal.rpn import RPN, RPNHead
@@ -174,6 +174,8 @@ def _vgg16(
         detections_per_img=box_detections_per_img,
     )
     transform = Transform(min_size, max_size, image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
+    if rpn is None:
+        return FastRCNN(transform, backbone, heads, num_classes)
     return GeneralizedRCNN(transform, backbone, rpn, heads, num_classes)
 
 

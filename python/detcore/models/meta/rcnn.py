@@ -21,6 +21,8 @@ class GeneralizedRCNN(nn.Module):
         num_classes: including the background (class 0).
     """
 
+    needs_proposals = False  # True: forward needs ``proposals`` (see FastRCNN)
+
     def __init__(self, transform: Transform, backbone, rpn, roi_heads, num_classes: int):
         super().__init__()
         self.transform = transform
@@ -31,7 +33,10 @@ class GeneralizedRCNN(nn.Module):
 
     def _check_proposals(self, proposals, images):
         if proposals is None or len(proposals) != len(images):
-            raise ValueError("proposals: this detector has no RPN; pass one (Pi, 4) tensor per image")
+            got = "none" if proposals is None else f"{len(proposals)} for {len(images)} images"
+            raise ValueError(f"proposals: this detector has no RPN and takes external proposals, one (Pi, 4) box "
+                             f"tensor per image ({got}); make them with detcore.proposals (selective search or a "
+                             f"proposal file), or on the command line pass --proposals selective_search or FILE")
         for i, p in enumerate(proposals):
             if not isinstance(p, torch.Tensor) or p.dim() != 2 or p.shape[-1] != 4:
                 raise ValueError(f"proposals[{i}]: expected a (P, 4) tensor, got {getattr(p, 'shape', type(p))}")
@@ -64,3 +69,14 @@ class GeneralizedRCNN(nn.Module):
         if self.training:
             return losses
         return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+
+
+class FastRCNN(GeneralizedRCNN):
+    """A GeneralizedRCNN without an RPN: ``model(images, targets, proposals=...)``
+    with one (Pi, 4) box tensor per image in the input image's pixels (selective
+    search, a proposal file: see :mod:`detcore.proposals`)."""
+
+    needs_proposals = True
+
+    def __init__(self, transform: Transform, backbone, roi_heads, num_classes: int):
+        super().__init__(transform, backbone, None, roi_heads, num_classes)

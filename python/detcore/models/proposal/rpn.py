@@ -77,6 +77,22 @@ class RPN(nn.Module):
 
     def forward(self, batch_shape, image_sizes, features, targets=None):
         """Returns (proposals: list of (Pi, 4) per image, losses dict)."""
+        objectness, deltas, anchors, proposals, num_per_level = self._predict(batch_shape, features)
+        boxes, _ = self._filter(proposals, objectness.detach(), image_sizes, num_per_level)
+        losses = {}
+        if self.training:
+            losses = self._loss(objectness, deltas, anchors, targets)
+        return boxes, losses
+
+    @torch.no_grad()
+    def propose(self, batch_shape, image_sizes, features):
+        """The proposals ``forward`` hands to the RoI heads (post-NMS, in the
+        batch's coordinates) with their objectness logits: ``(boxes, logits)``,
+        lists of (Pi, 4) and (Pi,) per image. For proposal files."""
+        objectness, _, _, proposals, num_per_level = self._predict(batch_shape, features)
+        return self._filter(proposals, objectness, image_sizes, num_per_level)
+
+    def _predict(self, batch_shape, features):
         feats = list(features.values())
         logits, deltas = self.head(feats)
         anchors = self.anchor_generator(batch_shape, feats)
@@ -86,13 +102,10 @@ class RPN(nn.Module):
         objectness = torch.cat([flatten_level(x, 1) for x in logits], dim=1).reshape(n, -1)
         deltas = torch.cat([flatten_level(x, 4) for x in deltas], dim=1)
         proposals = self.box_coder.decode(deltas.detach().reshape(-1, 4), anchors.repeat(n, 1)).view(n, -1, 4)
-        boxes = self._filter(proposals, objectness.detach(), image_sizes, num_per_level)
-        losses = {}
-        if self.training:
-            losses = self._loss(objectness, deltas, anchors, targets)
-        return boxes, losses
+        return objectness, deltas, anchors, proposals, num_per_level
 
     def _filter(self, proposals, objectness, image_sizes, num_per_level):
+        """Top-n per level, clip, drop small, NMS, top-n: ``(boxes, logits)`` per image."""
         pre_n = self.pre_nms_top_n[self._mode()]
         idxs, level_ids, start = [], [], 0
         for lvl, count in enumerate(num_per_level):
@@ -104,17 +117,19 @@ class RPN(nn.Module):
         idxs = torch.cat(idxs, dim=1)
         level_ids = torch.cat(level_ids)
         rows = torch.arange(objectness.shape[0], device=objectness.device)[:, None]
-        scores = torch.sigmoid(objectness[rows, idxs])
+        top_logits = objectness[rows, idxs]
+        scores = torch.sigmoid(top_logits)
         proposals = proposals[rows, idxs]
-        out = []
-        for boxes, s, size in zip(proposals, scores, image_sizes):
+        out, out_logits = [], []
+        for boxes, s, lg, size in zip(proposals, scores, top_logits, image_sizes):
             boxes = clip_boxes(boxes, size)
             keep = nonsmall(boxes, self.min_size)
             keep = keep[s[keep] >= self.score_thresh]
-            boxes, s, lv = boxes[keep], s[keep], level_ids[keep]
+            boxes, s, lg, lv = boxes[keep], s[keep], lg[keep], level_ids[keep]
             keep = ops.batched_nms(boxes, s, lv, self.nms_thresh)[: self.post_nms_top_n[self._mode()]]
             out.append(boxes[keep])
-        return out
+            out_logits.append(lg[keep])
+        return out, out_logits
 
     def _loss(self, objectness, deltas, anchors, targets):
         labels, reg_targets = [], []
