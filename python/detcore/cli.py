@@ -5,6 +5,7 @@
     detcore eval --weights CKPT --data SPEC [-o OUT] [--voc]
     detcore predict --weights CKPT IMAGE... -o OUT
     detcore bench [--only nms,roi_align]
+    detcore bench detectors [--preset cpu|vgg16] [--json PATH]   test-time table: R-CNN .. Faster R-CNN
     detcore proposals --data SPEC -o FILE [--method selective_search|rpn --checkpoint CKPT]
 
 Detectors that take external proposals (fast_rcnn_vgg16) need ``--proposals
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("proposals", help="write a proposal file: selective search, or a trained detector's RPN")
     add_command_arguments(p)
 
-    p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py)")
+    p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py); `bench detectors`: the detectors' test-time table")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/bench_ops.py")
     return parser
 
@@ -264,8 +265,13 @@ def cmd_train(args):
     _log(f"training {args.model} on {args.data} ({len(train_set)} images, {train_set.num_classes - 1} classes) "
          f"for {cfg.max_iter} iterations, {cfg.images_per_batch} images per batch, on {device}")
     t0 = time.perf_counter()
-    summary = train(model, train_set, cfg, args.output, device=device,
-                    resume=args.resume_from or args.resume, meta=meta)
+    if getattr(model, "multi_stage", False):  # R-CNN, SPP-net: fine-tuning, features, SVMs, box regressors
+        from detcore.engine.stages import train_stages
+
+        summary = train_stages(model, train_set, cfg, args.output, device=device, meta=meta, log=_log)
+    else:
+        summary = train(model, train_set, cfg, args.output, device=device,
+                        resume=args.resume_from or args.resume, meta=meta)
     _log(f"trained in {time.perf_counter() - t0:.0f} s; checkpoint {summary['checkpoint']}")
     if val_set is not None:
         _evaluate_and_report(model, val_set, device, args.output, voc=args.voc, min_size=cfg.min_size,

@@ -30,6 +30,7 @@ import torch
 from ..data import build_transforms
 from ..models.classic.feature_cache import FeatureCache, RegionRecord
 from ..models.classic.stages import train_box_regressors, train_svms
+from ..proposals import ProposalError
 from .checkpoint import latest_checkpoint, load_model_state, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .trainer import FINAL_CHECKPOINT, train
@@ -37,8 +38,9 @@ from .trainer import FINAL_CHECKPOINT, train
 STAGES = ("finetune", "features", "svm", "bbox_reg")
 
 
-class StageError(ValueError):
-    """A stage cannot run on this input (e.g. a dataset without proposals)."""
+class StageError(ProposalError):
+    """A stage cannot run on this dataset (images without proposals); a
+    ProposalError, so the command line reports it in one line."""
 
 
 def _proposals_of(target: dict, index: int) -> torch.Tensor:
@@ -118,28 +120,31 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     model.to(device)
     seconds, n = {}, len(STAGES)
 
-    def done(i, name, t0, note=""):
+    def done(i, name, t0, skipped):
         seconds[name] = round(time.perf_counter() - t0, 2)
-        log(f"stage {i}/{n} {name}: {seconds[name]:.1f} s{note}")
+        if not skipped:
+            log(f"stage {i}/{n} {name}: done in {seconds[name]:.1f} s")
 
     # 1. fine-tuning
     t0 = time.perf_counter()
     ft_dir = os.path.join(output_dir, "finetune")
     ft_final = os.path.join(ft_dir, FINAL_CHECKPOINT)
-    if os.path.isfile(ft_final):
+    skipped = os.path.isfile(ft_final)
+    if skipped:
         load_model_state(model, read_checkpoint(ft_final), ft_final)
         log(f"stage 1/{n} finetune: {ft_final} exists, skipped")
     else:
         resume = "auto" if latest_checkpoint(ft_dir) else None
         log(f"stage 1/{n} finetune: {cfg.max_iter} iterations" + (" (resuming)" if resume else ""))
         train(model, dataset, cfg, ft_dir, device=device, resume=resume, meta=meta, show_progress=show_progress)
-    done(1, "finetune", t0)
+    done(1, "finetune", t0, skipped)
 
     # 2. features on disk
     t0 = time.perf_counter()
     cache = FeatureCache(os.path.join(output_dir, "features"))
     manifest = cache.manifest()
-    if manifest and manifest.get("num_images") == len(dataset):
+    skipped = bool(manifest and manifest.get("num_images") == len(dataset))
+    if skipped:
         log(f"stage 2/{n} features: {cache.directory} holds all {len(dataset)} images "
             f"({manifest['bytes'] / 2**20:.1f} MiB), skipped")
         feature_bytes = manifest["bytes"]
@@ -149,9 +154,9 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
         feature_bytes = cache.total_bytes(len(dataset))
         cache.write_manifest({"num_images": len(dataset), "bytes": feature_bytes, "layer": "pool5",
                               "pool5_features": model.feature_dims["pool5"]})
-        log(f"stage 2/{n} features: {stats['written']} images extracted ({stats['bytes_written'] / 2**20:.1f} MiB "
+        log(f"  features: {stats['written']} images extracted ({stats['bytes_written'] / 2**20:.1f} MiB "
             f"written), {stats['reused']} reused from the cache; cache {feature_bytes / 2**20:.1f} MiB")
-    done(2, "features", t0)
+    done(2, "features", t0, skipped)
 
     def records():
         return cache.records(len(dataset))
@@ -159,7 +164,8 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     # 3. SVMs
     t0 = time.perf_counter()
     svm_path = os.path.join(output_dir, "svm.pth")
-    if os.path.isfile(svm_path):
+    skipped = os.path.isfile(svm_path)
+    if skipped:
         state = torch.load(svm_path, map_location="cpu")
         _set_svms(model, state["weight"], state["bias"], state["scale"])
         log(f"stage 3/{n} svm: {svm_path} exists, skipped")
@@ -171,12 +177,13 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
             retrain_every=model.svm_retrain_every, log=log)
         torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale}, svm_path)
         _set_svms(model, w, b, scale)
-    done(3, "svm", t0)
+    done(3, "svm", t0, skipped)
 
     # 4. box regressors
     t0 = time.perf_counter()
     reg_path = os.path.join(output_dir, "bbox_reg.pth")
-    if os.path.isfile(reg_path):
+    skipped = os.path.isfile(reg_path)
+    if skipped:
         state = torch.load(reg_path, map_location="cpu")
         _set_regressors(model, state["weight"], state["bias"], state["scale"])
         log(f"stage 4/{n} bbox_reg: {reg_path} exists, skipped")
@@ -185,7 +192,7 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
                                            lam=model.reg_lambda, weights=model.box_coder.weights, log=log)
         torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale}, reg_path)
         _set_regressors(model, w, b, scale)
-    done(4, "bbox_reg", t0)
+    done(4, "bbox_reg", t0, skipped)
 
     final = os.path.join(output_dir, FINAL_CHECKPOINT)
     save_checkpoint(final, model=model, iteration=cfg.max_iter, meta={**meta, "stage_seconds": seconds})

@@ -194,3 +194,10 @@ def _rcnn_vgg(num_classes, **kw):
     from .classic.rcnn import RCNN
 
     return RCNN(num_classes, **kw)
+
+
+@register("sppnet_vgg16")
+def _sppnet_vgg(num_classes, **kw):
+    from .classic.sppnet import SPPNet
+
+    return SPPNet(num_classes, **kw)
