@@ -287,3 +287,27 @@ def test_stages_need_proposals(tmp_path):
         model.train()
         image, target = train_set[0]
         model([image], [target])
+
+
+def test_stage_outputs_of_other_settings_are_refused(tmp_path):
+    from detcore.engine import TrainConfig
+    from detcore.engine.stages import StageError, train_stages
+
+    train_set, _ = tiny_synthetic(str(tmp_path / "data"), num_train=2, num_val=1)
+    data = WithProposals(train_set)
+    cfg = TrainConfig(max_iter=1, images_per_batch=2, warmup_iters=0, flip_prob=0.0, tensorboard=False)
+    out = str(tmp_path / "run")
+    train_stages(models.build("rcnn_vgg16", train_set.num_classes, **RCNN_TINY), data, cfg, out, log=lambda s: None,
+                 show_progress=False)
+    import os
+
+    # SVMs of fc7 do not serve a model that reads fc6
+    other = models.build("rcnn_vgg16", train_set.num_classes, **RCNN_TINY, svm_feature="fc6")
+    with pytest.raises(StageError, match=r"svm.pth holds weights .* on fc7, this model needs .* on fc6"):
+        train_stages(other, data, cfg, out, log=lambda s: None, show_progress=False)
+    # a corrupt cache file is named
+    os.remove(os.path.join(out, "svm.pth"))
+    with open(FeatureCache(os.path.join(out, "features")).path(1), "wb") as f:
+        f.write(b"not an npz")
+    with pytest.raises(StageError, match=r"img_0000001.npz: unreadable"):
+        train_stages(other, data, cfg, out, log=lambda s: None, show_progress=False)

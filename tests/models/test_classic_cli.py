@@ -59,12 +59,16 @@ def test_rcnn_train_resume_eval_predict(tmp_path, capsys):
     assert detections[0]["image"] == image and detections[0]["detections"]
 
 
-def test_sppnet_train_and_eval(tmp_path, capsys):
+def test_sppnet_train_eval_predict(tmp_path, capsys):
     out = str(tmp_path / "spp")
     assert cli.main(["train", "--model", "sppnet_vgg16", "--data", DATA, "--val-data", DATA, "-o", out, *PROPOSALS,
                      *SETTINGS, *model_args(SPP_TINY), "model.finetune_conv=True"]) == 0
     assert "stage 4/4 bbox_reg" in capsys.readouterr().out
     assert "AP" in json.load(open(os.path.join(out, "metrics.json")))["bbox"]
+    image = os.path.join(out, "synthetic/images/val_00000.png")
+    assert cli.main(["predict", "--weights", os.path.join(out, "model_final.pth"), image, "-o", str(tmp_path / "pred"),
+                     "--score-threshold", "-1", *PROPOSALS]) == 0
+    assert json.load(open(tmp_path / "pred/detections.json"))[0]["detections"]
 
 
 def test_rcnn_without_proposals_is_one_line(tmp_path, capsys):

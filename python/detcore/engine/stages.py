@@ -110,6 +110,19 @@ def _set_regressors(model, weight, bias, scale) -> None:
     model.stages_done[1] = True
 
 
+def _load_stage(path: str, like: torch.Tensor, feature: str) -> dict:
+    """A stage's saved weights, checked against the model they will go into."""
+    try:
+        state = torch.load(path, map_location="cpu")
+        shape, saved_feature = tuple(state["weight"].shape), state["feature"]
+    except Exception as e:  # unreadable or not written by this module
+        raise StageError(f"{path}: unreadable ({e}); delete it to rerun the stage") from None
+    if shape != tuple(like.shape) or saved_feature != feature:
+        raise StageError(f"{path} holds weights {shape} on {saved_feature}, this model needs {tuple(like.shape)} on "
+                         f"{feature}: written for other settings; delete it to rerun the stage")
+    return state
+
+
 def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="cpu", meta: Optional[dict] = None,
                  log: Callable[[str], None] = print, show_progress: bool = True) -> dict:
     """Runs the four stages (see the module doc); returns a summary with the
@@ -143,6 +156,10 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     t0 = time.perf_counter()
     cache = FeatureCache(os.path.join(output_dir, "features"))
     manifest = cache.manifest()
+    if manifest and manifest.get("pool5_features") != model.feature_dims["pool5"]:
+        raise StageError(f"{cache.directory} holds pool5 features of length {manifest.get('pool5_features')}, this "
+                         f"model makes {model.feature_dims['pool5']}: another model's cache; delete it or use "
+                         f"another output folder")
     skipped = bool(manifest and manifest.get("num_images") == len(dataset))
     if skipped:
         log(f"stage 2/{n} features: {cache.directory} holds all {len(dataset)} images "
@@ -159,14 +176,22 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     done(2, "features", t0, skipped)
 
     def records():
-        return cache.records(len(dataset))
+        for index in range(len(dataset)):
+            try:
+                record = cache.read(index)
+            except ValueError as e:
+                raise StageError(str(e)) from None
+            if record.pool5.ndim != 2 or record.pool5.shape[1] != model.feature_dims["pool5"]:
+                raise StageError(f"{cache.path(index)}: pool5 of shape {record.pool5.shape}, this model makes "
+                                 f"{model.feature_dims['pool5']} per region; delete {cache.directory} to recompute")
+            yield record
 
     # 3. SVMs
     t0 = time.perf_counter()
     svm_path = os.path.join(output_dir, "svm.pth")
     skipped = os.path.isfile(svm_path)
     if skipped:
-        state = torch.load(svm_path, map_location="cpu")
+        state = _load_stage(svm_path, model.svm_weight, model.svm_feature)
         _set_svms(model, state["weight"], state["bias"], state["scale"])
         log(f"stage 3/{n} svm: {svm_path} exists, skipped")
     else:
@@ -175,7 +200,8 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
             records, model.num_classes, _features_of(model, model.svm_feature, device), C=model.svm_C,
             pos_weight=model.svm_pos_weight, neg_iou=model.svm_neg_iou, epochs=model.svm_epochs,
             retrain_every=model.svm_retrain_every, log=log)
-        torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale}, svm_path)
+        torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale,
+                    "feature": model.svm_feature}, svm_path)
         _set_svms(model, w, b, scale)
     done(3, "svm", t0, skipped)
 
@@ -184,13 +210,14 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     reg_path = os.path.join(output_dir, "bbox_reg.pth")
     skipped = os.path.isfile(reg_path)
     if skipped:
-        state = torch.load(reg_path, map_location="cpu")
+        state = _load_stage(reg_path, model.reg_weight, "pool5")
         _set_regressors(model, state["weight"], state["bias"], state["scale"])
         log(f"stage 4/{n} bbox_reg: {reg_path} exists, skipped")
     else:
         w, b, scale = train_box_regressors(records, model.num_classes, iou_thresh=model.reg_iou,
                                            lam=model.reg_lambda, weights=model.box_coder.weights, log=log)
-        torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale}, reg_path)
+        torch.save({"weight": torch.from_numpy(w), "bias": torch.from_numpy(b), "scale": scale,
+                    "feature": "pool5"}, reg_path)
         _set_regressors(model, w, b, scale)
     done(4, "bbox_reg", t0, skipped)
 
