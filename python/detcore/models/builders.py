@@ -185,3 +185,10 @@ def _fast_vgg(num_classes, **kw):
 @register("faster_rcnn_vgg16")
 def _faster_vgg(num_classes, **kw):
     return _vgg16(num_classes, with_rpn=True, **kw)
+
+
+@register("overfeat")
+def _overfeat(num_classes, **kw):
+    from .meta.overfeat import build_overfeat
+
+    return build_overfeat(num_classes, **kw)
