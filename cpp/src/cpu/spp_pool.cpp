@@ -1,4 +1,5 @@
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "backend/spp_pool.h"
@@ -6,11 +7,11 @@
 #include "detcore/parallel.h"
 #include "dispatch.h"
 
-// Both kernels run in parallel over the (image, channel) planes of the input,
-// as roi_pool's: a plane stays in cache while every level of every RoI of its
-// image is pooled from it, and in the backward pass each plane of grad_input
-// is owned by one thread, which adds the RoIs' gradients in RoI order (no
-// races, the same result for any number of threads).
+// The forward runs in parallel over RoIs, each writing its own output row.
+// The backward runs in parallel over the (image, channel) planes of
+// grad_input: each plane is owned by one thread, which adds the RoIs'
+// gradients in RoI order (no races, the same result for any number of
+// threads).
 
 namespace detcore::cpu {
 namespace {
@@ -41,32 +42,64 @@ RoisByImage group_by_image(const T* boxes, int64_t num_rois, int64_t batch_size)
   return groups;
 }
 
-// Max-pools the bins rows x cols of one level of one RoI from one plane:
-// the first maximum in row-major scan order (a plain `>` scan; NaN never wins).
+// No value in a column has beaten the initial maximum yet (the entry point
+// ensures H * W <= INT32_MAX, so real indices are smaller).
+constexpr int32_t kNone = std::numeric_limits<int32_t>::max();
+
+// Max-pools the n x n bins of one level of one RoI from one plane. The bins
+// of a bin row share their rows, so a row pass keeps, per column, the
+// maximum over the bin's rows and the index h * W + w of its first
+// occurrence (a loop the compiler vectorizes); each bin then takes the
+// largest of its column maxima and, among the columns holding it, the
+// smallest index: the first maximum in row-major scan order, as a plain
+// `>` scan finds it. NaN never wins.
 template <typename T>
 void pool_level(const T* plane, int64_t width, const SppSpan* rows, const SppSpan* cols, int64_t n, T* out,
-                int32_t* argmax) {
+                int32_t* argmax, T* col_max, int32_t* col_index) {
   const T lowest = math::spp_pool_lowest<T>();
+  // Column spans are monotone in the bin index: their union is one range.
+  const int64_t w_begin = cols[0].begin, w_end = cols[n - 1].end;
   for (int64_t ph = 0; ph < n; ++ph) {
     const SppSpan r = rows[ph];
+    T* out_row = out + ph * n;
+    int32_t* argmax_row = argmax + ph * n;
+    if (r.empty() || w_end <= w_begin) {
+      for (int64_t pw = 0; pw < n; ++pw) {
+        out_row[pw] = T(0);
+        argmax_row[pw] = -1;
+      }
+      continue;
+    }
+    const int64_t span = w_end - w_begin;
+    T* __restrict cmax = col_max + w_begin;
+    int32_t* __restrict cidx = col_index + w_begin;
+    for (int64_t w = 0; w < span; ++w) {
+      cmax[w] = lowest;
+      cidx[w] = kNone;
+    }
+    for (int64_t h = r.begin; h < r.end; ++h) {
+      const T* __restrict line = plane + h * width + w_begin;
+      const int32_t line_index = static_cast<int32_t>(h * width + w_begin);
+      for (int64_t w = 0; w < span; ++w) {
+        const T v = line[w], m = cmax[w];
+        // All ones where v is greater (never for NaN); bit operations
+        // because GCC does not vectorize the plain `?:` form.
+        const int32_t greater = -static_cast<int32_t>(v > m);
+        cmax[w] = greater ? v : m;
+        cidx[w] = ((line_index + static_cast<int32_t>(w)) & greater) | (cidx[w] & ~greater);
+      }
+    }
     for (int64_t pw = 0; pw < n; ++pw) {
       const SppSpan c = cols[pw];
-      T best = T(0);
-      int32_t best_index = -1;
-      if (!r.empty() && !c.empty()) {
-        best = lowest;
-        for (int64_t h = r.begin; h < r.end; ++h) {
-          const T* line = plane + h * width;
-          for (int64_t w = c.begin; w < c.end; ++w) {
-            if (line[w] > best) {
-              best = line[w];
-              best_index = static_cast<int32_t>(h * width + w);
-            }
-          }
-        }
+      T best = c.empty() ? T(0) : lowest;
+      for (int64_t w = c.begin; w < c.end; ++w) best = col_max[w] > best ? col_max[w] : best;
+      int32_t best_index = kNone;
+      for (int64_t w = c.begin; w < c.end; ++w) {
+        const int32_t index = col_max[w] == best ? col_index[w] : kNone;
+        best_index = index < best_index ? index : best_index;
       }
-      out[ph * n + pw] = best;
-      argmax[ph * n + pw] = best_index;
+      out_row[pw] = best;
+      argmax_row[pw] = best_index == kNone ? -1 : best_index;
     }
   }
 }
@@ -94,22 +127,24 @@ void forward_kernel(const SppLevels& levels, double spatial_scale, const TensorR
       }
     }
   }
-  const RoisByImage groups = group_by_image(boxes, num_rois, batch);
-
   const T* in = input.ptr<const T>();
   T* out_data = out.ptr<T>();
   int32_t* argmax_data = argmax.ptr<int32_t>();
-  parallel_for(batch * channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t plane_index = begin; plane_index < end; ++plane_index) {
-      const int64_t n_image = plane_index / channels, c = plane_index % channels;
-      const T* plane = in + plane_index * height * width;
-      for (int64_t g = groups.first[n_image]; g < groups.first[n_image + 1]; ++g) {
-        const int64_t k = groups.order[g];
+  // In parallel over RoIs: each writes its own output row (C * bins values)
+  // in order, while its image's features, a few MB, stay in cache.
+  parallel_for(num_rois, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> col_max(width);
+    std::vector<int32_t> col_index(width);
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t image = math::roi_batch_index(boxes[5 * k], batch);  // checked valid by the entry point
+      for (int64_t c = 0; c < channels; ++c) {
+        const T* plane = in + (image * channels + c) * height * width;
         for (int level = 0; level < levels.count; ++level) {
           const int64_t n = levels.size[level];
           const int64_t offset = k * row_size + channels * levels.first_bin[level] + c * n * n;
           const int64_t spans = k * sides + levels.first_side[level];
-          pool_level(plane, width, &rows[spans], &cols[spans], n, out_data + offset, argmax_data + offset);
+          pool_level(plane, width, &rows[spans], &cols[spans], n, out_data + offset, argmax_data + offset, col_max.data(),
+                     col_index.data());
         }
       }
     }

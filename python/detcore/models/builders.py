@@ -201,3 +201,10 @@ def _sppnet_vgg(num_classes, **kw):
     from .classic.sppnet import SPPNet
 
     return SPPNet(num_classes, **kw)
+
+
+@register("overfeat")
+def _overfeat(num_classes, **kw):
+    from .meta.overfeat import build_overfeat
+
+    return build_overfeat(num_classes, **kw)
