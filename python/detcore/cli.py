@@ -293,7 +293,8 @@ def cmd_eval(args):
     if meta.get("class_names") and meta["class_names"] != dataset.class_names:
         raise UsageError(f"the checkpoint's classes {meta['class_names'][1:]} differ from the dataset's "
                          f"{dataset.class_names[1:]}")
-    attach_for_model(model, args.model or meta.get("model"), dataset, args.proposals, args.proposal_cache, _log)
+    attach_for_model(model, args.model or meta.get("model"), dataset, args.proposals, args.proposal_cache, _log,
+                     limit=args.max_images)
     cfg = meta.get("config", {})
     _evaluate_and_report(model, dataset, device, args.output, voc=args.voc, min_size=cfg.get("min_size"),
                          max_size=cfg.get("max_size", 1333), max_images=args.max_images)

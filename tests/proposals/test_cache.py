@@ -94,3 +94,27 @@ def test_a_damaged_entry_is_computed_again(tmp_path):
     assert len(calls) == 2 and cache.get(str(image), compute).dtype == np.float32 and len(calls) == 2
     with pytest.raises(FileNotFoundError, match="image file not found"):
         cache.get(str(tmp_path / "absent.png"), compute)
+
+
+def test_parallel_precompute_fills_the_same_cache(tmp_path, rng):
+    class Files:  # the two methods precompute needs from a dataset
+        def __init__(self, paths):
+            self.paths = paths
+
+        def __len__(self):
+            return len(self.paths)
+
+        def image_path(self, index):
+            return self.paths[index]
+
+    paths = [write_png(tmp_path / f"im{i}.png", painted_image(rng)) for i in range(4)]
+    serial = SelectiveSearchSource("fast", 40, cache_dir=str(tmp_path / "serial"))
+    serial.precompute(Files(paths[:1]))
+    serial.precompute(Files(paths))
+    assert (serial.cache.misses, serial.cache.hits) == (4, 1)
+    pooled = SelectiveSearchSource("fast", 40, cache_dir=str(tmp_path / "pooled"))
+    pooled.precompute(Files(paths), workers=2)
+    assert pooled.cache.misses == 4 and len(os.listdir(tmp_path / "pooled")) == 4
+    for p in paths:  # the workers' boxes are the serial ones (deterministic in every process)
+        np.testing.assert_array_equal(pooled.boxes_for_file(p), serial.boxes_for_file(p))
+    assert pooled.cache.hits == 4

@@ -71,6 +71,7 @@ def test_transforms_move_proposals_with_the_image(rng):
     np.testing.assert_allclose(t["proposals"].numpy(), ref, rtol=1e-6)
     np.testing.assert_allclose(t["boxes"].numpy(), ref[:2], rtol=1e-6)
     flipped, t = RandomHorizontalFlip(1.0)(image, target)
+    assert torch.equal(flipped, image.flip(-1))
     p = proposals.numpy().astype(np.float64)
     ref = np.stack([40 - p[:, 2], p[:, 1], 40 - p[:, 0], p[:, 3]], 1)
     np.testing.assert_allclose(t["proposals"].numpy(), ref, rtol=1e-6)
@@ -98,3 +99,27 @@ def test_bad_sources(paths, rng, tmp_path):
         parse_source("selective_search:slow")
     with pytest.raises(ValueError, match="MAX_BOXES must be"):
         parse_source("selective_search:fast:x")
+
+
+def test_voc_images_are_known_by_their_name(tmp_path, rng):
+    """VOC proposal files (detectron2's) use the image name, e.g. 000005, not the dataset's index."""
+    from PIL import Image
+
+    from detcore.data import VOCDetection
+
+    root = tmp_path / "voc"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    for name, objects in (("000005", ""), ("000007", "<object><name>dog</name><bndbox><xmin>2</xmin><ymin>2</ymin>"
+                                                     "<xmax>20</xmax><ymax>20</ymax></bndbox></object>")):
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        (root / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>32</width><height>24</height></size>"
+            f"{objects}</annotation>")
+    (root / "ImageSets/Main/trainval.txt").write_text("000005\n000007\n")
+    proposals = ProposalSet(["000005", "000007"], [np.array([[1, 1, 9, 9]]), np.array([[0, 0, 30, 20], [4, 4, 8, 8]])])
+    path = write_proposals(str(tmp_path / "voc.pkl"), proposals)
+    train = VOCDetection(str(root), "trainval", classes=("dog",), remove_empty=True)  # 000007 only, at index 0
+    attach_proposals(train, path)
+    assert train.proposal_id(0) == "000007" and train.image_path(0).endswith("000007.jpg")
+    np.testing.assert_array_equal(train[0][1]["proposals"].numpy(), [[0, 0, 30, 20], [4, 4, 8, 8]])

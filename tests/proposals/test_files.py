@@ -90,6 +90,7 @@ def test_detectron2_layout_and_its_own_files(tmp_path, rng):
     (tmp_path / "d2.pkl").write_bytes(blob)
     boxes, scores = read_proposals(str(tmp_path / "d2.pkl")).get("a")
     np.testing.assert_array_equal(boxes, [[1, 2, 4, 6], [10, 10, 15, 16]])
+    np.testing.assert_array_equal(scores, [1, 1])
     # Detectron (v1) names: indexes / scores
     with open(tmp_path / "d1.pkl", "wb") as f:
         pickle.dump({"indexes": [4], "boxes": [np.zeros((1, 4))], "scores": [np.ones(1)]}, f)

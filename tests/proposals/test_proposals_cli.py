@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detcore import cli
-from detcore.proposals import read_proposals
+from detcore.proposals import ProposalCache, SelectiveSearchSource, read_proposals
 from detcore.proposals.cache import CACHE_FOLDER
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "models"))
@@ -64,11 +64,14 @@ def test_train_eval_predict_on_selective_search(trained_on_selective_search, cap
     assert "AP" in json.load(open(out / "metrics.json"))["bbox"]
     assert len(os.listdir(out / "synthetic/images" / CACHE_FOLDER)) == 6  # 4 train + 2 val images
     weights = str(out / "model_final.pth")
-    # eval reads the boxes selective search cached during training
+    # eval reads the boxes selective search cached during training (of the images it evaluates)
     assert cli.main(["eval", "--weights", weights, "--data", DATA, "-o", str(out), "--proposals",
                      "selective_search:fast:200"]) == 0
     printed = capsys.readouterr().out
     assert "0 images searched, 2 read from the cache" in printed and "| bbox |" in printed
+    assert cli.main(["eval", "--weights", weights, "--data", DATA, "--max-images", "1", "--proposals",
+                     "selective_search:fast:150"]) == 0
+    assert "1 images searched, 0 read from the cache" in capsys.readouterr().out
     image = out / "synthetic/images/val_00001.png"
     assert cli.main(["predict", "--weights", weights, str(image), "-o", str(tmp_path / "pred"),
                      "--score-threshold", "0", "--proposals", "selective_search:fast:200"]) == 0
@@ -86,10 +89,9 @@ def test_proposal_files_from_selective_search(trained_on_selective_search, tmp_p
     assert "4 images" in capsys.readouterr().out.split("wrote")[1]
     stored = read_proposals(files["val"])
     assert stored.ids == [1, 2] and stored.file_names == ["val_00000.png", "val_00001.png"]
-    cached = [np.load(os.path.join(out / "synthetic/images" / CACHE_FOLDER, f))
-              for f in sorted(os.listdir(out / "synthetic/images" / CACHE_FOLDER)) if f.startswith("val_")]
-    for boxes, expected in zip(stored.boxes, cached):  # the same boxes as the cache
-        np.testing.assert_array_equal(boxes, expected)
+    cache = ProposalCache(SelectiveSearchSource("fast", 200).cache.settings)
+    for boxes, name in zip(stored.boxes, stored.file_names):  # the boxes training cached
+        np.testing.assert_array_equal(boxes, np.load(cache.path_for(str(out / "synthetic/images" / name))))
 
     run = tmp_path / "run"
     assert cli.main(["train", "--model", "fast_rcnn_vgg16", "--data", DATA, "-o", str(run),

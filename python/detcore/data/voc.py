@@ -100,7 +100,6 @@ class VOCDetection(DetectionDataset):
         return os.path.splitext(os.path.basename(self.records[index]["xml"]))[0]
 
     def load(self, index: int):
-        rec = self.records[index]
         image = load_image(self.image_path(index))
         target = self.load_target(index)
         if tuple(image.shape[-2:]) != target["orig_size"]:

@@ -41,6 +41,9 @@ def add_command_arguments(parser) -> None:
                              "(default: as `detcore eval` reads them)")
     parser.add_argument("--proposal-cache", default=None, metavar="DIR",
                         help="selective search's cache folder (default: beside the images)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="selective search: processes searching images at once (the cache they fill is the "
+                             "one `--proposals selective_search` reads)")
     parser.add_argument("--device", default="cpu", help="rpn: cpu, cuda, ...")
 
 
@@ -68,21 +71,26 @@ def takes_proposals(model, model_name: str, spec: Optional[str]) -> bool:
 
 
 def attach_for_model(model, model_name: str, dataset, spec: Optional[str], cache_dir: Optional[str], log: Log,
-                     what: str = "--data"):
+                     what: str = "--data", limit: Optional[int] = None):
     """Attaches ``--proposals`` to ``dataset`` when the model takes proposals
-    (running selective search over it once, so training reads the cache)."""
+    (running selective search over it, or its first ``limit`` images, once:
+    training then reads the cache)."""
     if not takes_proposals(model, model_name, spec):
         return None
     source = _source(spec, cache_dir)
     if isinstance(source, SelectiveSearchSource) and len(dataset):
-        log(f"selective search ({source.strategy}, up to {source.max_boxes} boxes) on the {len(dataset)} images of "
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        log(f"selective search ({source.strategy}, up to {source.max_boxes} boxes) on the {count} images of "
             f"{what}, cached in {source.cache.folder_for(dataset.image_path(0))}")
         source.check(dataset)
         t0 = time.perf_counter()
-        source.precompute(dataset, log)
+        source.precompute(dataset, log, limit)
         log(f"selective search: {source.cache.misses} images searched, {source.cache.hits} read from the cache, "
             f"{time.perf_counter() - t0:.1f} s")
-    return attach_proposals(dataset, source)
+    source = attach_proposals(dataset, source)
+    if isinstance(source, FileSource):
+        log(f"proposals of {what}: {source.path} ({len(source.proposals)} images in the file)")
+    return source
 
 
 def image_proposals(model, model_name: str, spec: Optional[str], cache_dir: Optional[str]):
@@ -121,6 +129,8 @@ def run(args, log: Log = print) -> int:
             fmt = format_of(args.output)
         except ValueError as e:
             raise ProposalError(f"-o {args.output}: {e}") from None
+    if args.workers <= 0:
+        raise ProposalError(f"--workers: expected a positive int, got {args.workers}")
     if args.max_proposals is not None and args.max_proposals <= 0:
         raise ProposalError(f"--max-proposals: expected a positive int, got {args.max_proposals}")
     dataset = build_dataset(args.data, train=args.train,
@@ -132,12 +142,9 @@ def run(args, log: Log = print) -> int:
         spec = f"selective_search:{args.strategy}" + (f":{args.max_proposals}" if args.max_proposals else "")
         source = _source(spec, args.proposal_cache)
         source.check(dataset)
-        ids, boxes = [], []
-        for index in range(len(dataset)):
-            ids.append(dataset.proposal_id(index))
-            boxes.append(source.boxes_for_file(dataset.image_path(index)))
-            if (index + 1) % 100 == 0:
-                log(f"selective search: {index + 1}/{len(dataset)} images")
+        source.precompute(dataset, log, workers=args.workers)
+        ids = [dataset.proposal_id(i) for i in range(len(dataset))]
+        boxes = [source.boxes_for_file(dataset.image_path(i)) for i in range(len(dataset))]
         proposals = ProposalSet(ids, boxes, None, args.output, _file_names(dataset))
     else:
         proposals = _rpn_proposal_set(args, dataset, log)

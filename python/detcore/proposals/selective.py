@@ -14,7 +14,6 @@ level-weighted rank does), so the result is deterministic everywhere.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 import numpy as np
 

@@ -64,12 +64,33 @@ class SelectiveSearchSource:
     def get(self, dataset, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         return self.boxes_for_file(dataset.image_path(index)), None
 
-    def precompute(self, dataset, log: Optional[Callable[[str], None]] = None) -> None:
-        """Fills the cache for every image (once; later runs read it)."""
-        for index in range(len(dataset)):
-            self.boxes_for_file(dataset.image_path(index))
-            if log is not None and (index + 1) % 100 == 0:
-                log(f"selective search: {index + 1}/{len(dataset)} images")
+    def precompute(self, dataset, log: Optional[Callable[[str], None]] = None, limit: Optional[int] = None,
+                   workers: int = 1) -> None:
+        """Fills the cache for every image, or the first ``limit`` (once; later
+        runs read it), in ``workers`` processes."""
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        paths = [dataset.image_path(i) for i in range(count)]
+        missing = [p for p in paths if not os.path.isfile(self.cache.path_for(p))]
+        self.cache.hits += count - len(missing)
+        if workers > 1 and len(missing) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(min(workers, len(missing))) as pool:
+                for done, _ in enumerate(pool.map(self._fill, missing, chunksize=4), 1):
+                    _progress(log, done, len(missing))
+            self.cache.misses += len(missing)
+        else:
+            for done, path in enumerate(missing, 1):
+                self.boxes_for_file(path)
+                _progress(log, done, len(missing))
+
+    def _fill(self, path: str) -> None:
+        self.boxes_for_file(path)  # in a worker process: the boxes stay in the cache
+
+
+def _progress(log, done: int, total: int) -> None:
+    if log is not None and done % 100 == 0:
+        log(f"selective search: {done}/{total} images")
 
 
 class FileSource:
