@@ -45,10 +45,11 @@ def test_rcnn_train_resume_eval_predict(tmp_path, capsys):
     stages = json.load(open(os.path.join(out, "stages.json")))
     assert stages["feature_cache_bytes"] > 0 and set(stages["stage_seconds"]) == {"finetune", "features", "svm",
                                                                                   "bbox_reg"}
-    # a rerun skips every stage
+    # a rerun skips every stage and keeps the stages' times
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert printed.count("exists, skipped") == 3 and "holds all 4 images" in printed
+    assert json.load(open(os.path.join(out, "stages.json"))) == stages
     weights = os.path.join(out, "model_final.pth")
     assert cli.main(["eval", "--weights", weights, "--data", DATA, "-o", out, *PROPOSALS]) == 0
     assert "| bbox |" in capsys.readouterr().out

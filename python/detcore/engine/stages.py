@@ -133,8 +133,18 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     model.to(device)
     seconds, n = {}, len(STAGES)
 
+    summary_path = os.path.join(output_dir, "stages.json")
+    previous = {}
+    if os.path.isfile(summary_path):
+        try:
+            with open(summary_path) as f:
+                previous = json.load(f).get("stage_seconds", {})
+        except (OSError, ValueError, AttributeError):
+            previous = {}
+
     def done(i, name, t0, skipped):
-        seconds[name] = round(time.perf_counter() - t0, 2)
+        # a skipped stage keeps the time it took when it ran
+        seconds[name] = previous.get(name, 0.0) if skipped else round(time.perf_counter() - t0, 2)
         if not skipped:
             log(f"stage {i}/{n} {name}: done in {seconds[name]:.1f} s")
 
@@ -224,7 +234,7 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     final = os.path.join(output_dir, FINAL_CHECKPOINT)
     save_checkpoint(final, model=model, iteration=cfg.max_iter, meta={**meta, "stage_seconds": seconds})
     summary = {"checkpoint": final, "stage_seconds": seconds, "feature_cache_bytes": feature_bytes}
-    with open(os.path.join(output_dir, "stages.json"), "w") as f:
+    with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     model.eval()
     return summary
