@@ -90,6 +90,15 @@ def test_finetuning_samples_32_fg_96_bg_across_images(monkeypatch):
     assert sum(seen["counts"]) == 128 and min(seen["counts"]) > 0
 
 
+def test_finetuning_without_regions_gives_a_zero_loss():
+    model = build_rcnn().train()
+    images = [torch.rand(3, 40, 50)]
+    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    loss = model(images, targets, proposals=[torch.zeros(0, 4)])["loss_classifier"]
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+
+
 def test_rcnn_overfits_a_fixed_batch():
     rng = np.random.default_rng(3)
     images, targets = batch(rng)

@@ -169,6 +169,8 @@ class RegionDetector(nn.Module):
         image_of = torch.cat([torch.full((b.shape[0],), i, dtype=torch.int64) for i, b in enumerate(boxes)])
         pos, neg = self.sampler(torch.cat(labels))
         keep = torch.cat([pos, neg])
+        if keep.numel() == 0:  # no region at all: a zero loss that still reaches every parameter
+            return sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
         all_boxes, all_labels = torch.cat(boxes), torch.cat(labels)
         picked = [all_boxes[keep[image_of[keep] == i]] for i in range(len(images))]
         picked_labels = torch.cat([all_labels[keep[image_of[keep] == i]] for i in range(len(images))])
