@@ -32,4 +32,5 @@ PYBIND11_MODULE(_C, m) {
   bind_box_coding(m);
   bind_focal_loss(m);
   bind_paste_masks(m);
+  bind_spp_pool(m);
 }

@@ -12,4 +12,5 @@ void bind_anchors(pybind11::module_& m);
 void bind_box_coding(pybind11::module_& m);
 void bind_focal_loss(pybind11::module_& m);
 void bind_paste_masks(pybind11::module_& m);
+void bind_spp_pool(pybind11::module_& m);
 }  // namespace detcore::bindings

@@ -14,6 +14,7 @@ import os
 from typing import List, Optional
 
 RUNNER = "bench_ops.py"
+DETECTORS = "bench_detectors.py"
 
 
 def find_benchmarks_dir() -> Optional[str]:
@@ -41,7 +42,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise FileNotFoundError("detcore bench runs the benchmarks of a detcore source checkout: no "
                                 f"benchmarks/{RUNNER} found from the current folder; run it inside the checkout "
                                 "or set DETCORE_BENCHMARKS=/path/to/detcore/benchmarks")
-    spec = importlib.util.spec_from_file_location("detcore_bench_ops", os.path.join(directory, RUNNER))
+    argv = list(argv or [])
+    # `detcore bench detectors ...`: the detectors' test-time table (benchmarks/bench_detectors.py)
+    runner, name = (DETECTORS, "detcore_bench_detectors") if argv[:1] == ["detectors"] else (RUNNER, "detcore_bench_ops")
+    if runner == DETECTORS:
+        argv = argv[1:]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(directory, runner))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # puts the benchmarks folder on sys.path for its case modules
-    return module.main(list(argv or [])) or 0
+    return module.main(argv) or 0

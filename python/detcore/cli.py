@@ -7,6 +7,7 @@
     detcore eval --weights CKPT --data SPEC [-o OUT] [--voc]
     detcore predict --weights CKPT IMAGE|FOLDER|GLOB... -o OUT
     detcore bench [--only nms,roi_align]
+    detcore bench detectors [--preset cpu|vgg16] [--json PATH]   test-time table: R-CNN .. Faster R-CNN
     detcore proposals --data SPEC -o FILE [--method selective_search|rpn --checkpoint CKPT]
 
 Detectors that take external proposals (fast_rcnn_vgg16) need ``--proposals
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_command_arguments(p)
     p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
 
-    p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py)")
+    p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py); `bench detectors`: the detectors' test-time table")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/bench_ops.py")
     return parser
 

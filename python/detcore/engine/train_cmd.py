@@ -240,8 +240,15 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        summary = train(model, train_set, cfg, args.output, device=device, resume=resume, meta=meta,
-                        evaluate=evaluate_now if val_set is not None else None)
+        if getattr(model, "multi_stage", False):  # R-CNN, SPP-net: fine-tuning, features, SVMs, box regressors
+            from .stages import train_stages
+
+            summary = train_stages(model, train_set, cfg, args.output, device=device, meta=meta, log=log)
+            if val_set is not None:
+                summary["eval"] = evaluate_now(model, cfg.max_iter)
+        else:
+            summary = train(model, train_set, cfg, args.output, device=device, resume=resume, meta=meta,
+                            evaluate=evaluate_now if val_set is not None else None)
     except TrainingInterrupted as e:
         runner = "torchrun ... -m detcore.cli" if get_world_size() > 1 else "detcore"
         log(f"interrupted at iteration {e.iteration}; checkpoint {e.checkpoint}; "

@@ -279,3 +279,24 @@ def _fast_vgg(num_classes, **kw):
 @register("faster_rcnn_vgg16", settings=_VGG)
 def _faster_vgg(num_classes, **kw):
     return _vgg16(num_classes, with_rpn=True, **kw)
+
+
+@register("rcnn_vgg16")
+def _rcnn_vgg(num_classes, **kw):
+    from .classic.rcnn import RCNN
+
+    return RCNN(num_classes, **kw)
+
+
+@register("sppnet_vgg16")
+def _sppnet_vgg(num_classes, **kw):
+    from .classic.sppnet import SPPNet
+
+    return SPPNet(num_classes, **kw)
+
+
+@register("overfeat")
+def _overfeat(num_classes, **kw):
+    from .meta.overfeat import build_overfeat
+
+    return build_overfeat(num_classes, **kw)

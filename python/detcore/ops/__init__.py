@@ -10,5 +10,6 @@ from .anchors import cell_anchors, make_anchors
 from .box_coding import decode_boxes, encode_boxes
 from .focal_loss import sigmoid_focal_loss
 from .paste_masks import paste_masks
+from .spp_pool import SPPPool, spp_pool
 
-__all__ = ["box_iou", "nms", "batched_nms", "roi_align", "RoIAlign", "roi_pool", "RoIPool", "make_anchors", "cell_anchors", "encode_boxes", "decode_boxes", "sigmoid_focal_loss", "paste_masks"]
+__all__ = ["box_iou", "nms", "batched_nms", "roi_align", "RoIAlign", "roi_pool", "RoIPool", "make_anchors", "cell_anchors", "encode_boxes", "decode_boxes", "sigmoid_focal_loss", "paste_masks", "spp_pool", "SPPPool"]

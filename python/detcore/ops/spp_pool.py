@@ -1,0 +1,246 @@
+"""Spatial pyramid max pooling of RoIs (SPP-net, He et al., ECCV 2014)."""
+
+from __future__ import annotations
+
+import numbers
+
+from .. import _C
+from ._interop import (
+    NUMPY,
+    TORCH,
+    TORCH_KIND,
+    check_boxes,
+    check_int,
+    check_ndim,
+    dtype_name,
+    torch,
+)
+from ._rois import prepare_rois, spatial_scale_arg
+
+_ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
+_MAX_LEVELS = 16
+_MAX_LEVEL_SIZE = 1024
+
+
+def spp_levels(levels) -> tuple[int, ...]:
+    """The pyramid as a tuple of bins per side: 1 to 16 levels, each an int
+    in [1, 1024] (an int alone is one level)."""
+    if isinstance(levels, numbers.Integral) and not isinstance(levels, bool):
+        levels = (levels,)
+    if not isinstance(levels, (tuple, list)):
+        raise TypeError(f"levels: expected a sequence of ints (bins per side), got {levels!r}")
+    levels = tuple(check_int(n, "levels") for n in levels)
+    # The core's limits (detcore/math/spp_pool.h), checked here too so that
+    # torch.compile traces the check.
+    if not 1 <= len(levels) <= _MAX_LEVELS:
+        raise ValueError(f"levels: expected 1 to {_MAX_LEVELS} pyramid levels, got {len(levels)}")
+    for n in levels:
+        if not 1 <= n <= _MAX_LEVEL_SIZE:
+            raise ValueError(f"levels: expected bins per side in [1, {_MAX_LEVEL_SIZE}], got {n}")
+    return levels
+
+
+def spp_pool_bins(levels) -> int:
+    """Pooled values per channel: the sum of n * n over the levels."""
+    return sum(n * n for n in spp_levels(levels))
+
+
+def _check_args(input, rois) -> None:
+    """The checks needed to size the outputs (also run by the fake
+    implementation under torch.compile); the core checks everything again."""
+    check_ndim(input, "input", 4, "(N, C, H, W)")
+    check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
+    if rois.dtype != input.dtype:
+        raise TypeError(
+            f"boxes: expected the dtype of input ({dtype_name(input.dtype)}), got {dtype_name(rois.dtype)}"
+        )
+
+
+def _spp_pool(xp, input, rois, levels: tuple[int, ...], spatial_scale: float):
+    """(output, argmax), both (K, C * bins): argmax is int32, the index
+    h * W + w of each bin's maximum in its input plane, -1 for an empty bin."""
+    _check_args(input, rois)
+    shape = (rois.shape[0], input.shape[1] * spp_pool_bins(levels))
+    out = xp.empty(shape, input.dtype, like=input)
+    argmax = xp.empty(shape, xp.int32, like=input)
+    _C.spp_pool_forward(
+        xp.native(input),
+        xp.native(rois),
+        xp.native(out),
+        xp.native(argmax),
+        list(levels),
+        spatial_scale,
+        xp.stream(input),
+    )
+    return out, argmax
+
+
+def _spp_pool_backward(xp, grad_out, rois, argmax, levels: tuple[int, ...], input_shape, deterministic: bool = False):
+    """The gradient with respect to the input, of shape `input_shape`. The
+    CPU result is always deterministic; on CUDA `deterministic` trades
+    atomicAdd for a fixed summation order."""
+    grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
+    _C.spp_pool_backward(
+        xp.native(grad_out),
+        xp.native(rois),
+        xp.native(argmax),
+        xp.native(grad_input),
+        list(levels),
+        deterministic,
+        xp.stream(grad_out),
+    )
+    return grad_input
+
+
+def spp_pool(input, boxes, levels=(6, 3, 2, 1), spatial_scale=1.0):
+    """Spatial pyramid max pooling of each RoI (SPP-net), every level in one
+    pass.
+
+    Args:
+        input: (N, C, H, W) features, float32 or float64 (float16 and
+            bfloat16 too on CUDA).
+        boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` in image
+            coordinates, of the input's dtype and device, or a list of N
+            per-image (Ki, 4) boxes.
+        levels: bins per side of each pyramid level (SPP-net's detector:
+            6, 3, 2, 1, i.e. 50 bins per channel); an int is one level.
+        spatial_scale: feature cells per image pixel (1/16 for VGG16 conv5).
+
+    Returns:
+        (K, C * sum(n * n)) maxima, in the input's framework (numpy for
+        DLPack inputs). A row holds the levels in the order given, each
+        level's (C, n, n) grid flattened channel-major (channel, bin row,
+        bin column): SPP-net's concatenation of the flattened level outputs,
+        ``torch.cat([level.flatten(1) for level in per_level], 1)``.
+        Differentiable with respect to `input` for torch.
+
+    The RoI is projected onto the map as in the paper's appendix: cell j is
+    centred at image coordinate j / spatial_scale, and the window holds the
+    cells from floor(x1 * spatial_scale) + 1 to ceil(x2 * spatial_scale) - 1
+    (the cells whose centres lie strictly inside the box; the same for y).
+    A box holding no cell centre gets the single cell nearest its centre.
+    A level of n bins splits a window of a cells with window ceil(a / n) and
+    stride floor(a / n); when a < n, bin i is the cell floor(i * a / n).
+    Bins are clipped to the map; a bin outside it outputs 0. On ties the
+    first maximum in row-major order wins; NaN features never win (a bin of
+    only NaN or -inf outputs the dtype's lowest finite value and passes no
+    gradient). An RoI with a NaN corner outputs zeros; infinite and huge
+    corners are clamped far outside the map. On the CPU a batch index that
+    is not an integer in [0, N) raises ValueError; on CUDA that RoI outputs
+    zeros. The CPU backward is deterministic; on CUDA it uses atomicAdd
+    unless ``torch.use_deterministic_algorithms(True)`` is in effect.
+    """
+    levels = spp_levels(levels)
+    scale = spatial_scale_arg(spatial_scale)
+    kind, input, rois = prepare_rois(input, boxes)
+    if kind == TORCH_KIND:
+        out, _ = torch.ops.detcore.spp_pool(input, rois, list(levels), scale)
+        return out
+    out, _ = _spp_pool(NUMPY, input, rois, levels, scale)
+    return out
+
+
+if torch is not None:
+
+    @torch.library.custom_op("detcore::spp_pool", mutates_args=())
+    def _spp_pool_op(
+        input: torch.Tensor, rois: torch.Tensor, levels: list[int], spatial_scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _spp_pool(TORCH, input.contiguous(), rois.contiguous(), tuple(levels), spatial_scale)
+
+    @_spp_pool_op.register_fake
+    def _(input, rois, levels, spatial_scale):
+        _check_args(input, rois)
+        shape = (rois.shape[0], input.shape[1] * spp_pool_bins(tuple(levels)))
+        return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
+
+    @torch.library.custom_op("detcore::spp_pool_backward", mutates_args=())
+    def _spp_pool_backward_op(
+        grad_out: torch.Tensor,
+        rois: torch.Tensor,
+        argmax: torch.Tensor,
+        levels: list[int],
+        batch_size: int,
+        channels: int,
+        height: int,
+        width: int,
+    ) -> torch.Tensor:
+        shape = (batch_size, channels, height, width)
+        # torch.use_deterministic_algorithms(True) selects the CUDA kernel
+        # without atomics.
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        return _spp_pool_backward(
+            TORCH, grad_out.contiguous(), rois.contiguous(), argmax.contiguous(), tuple(levels), shape, deterministic
+        )
+
+    @_spp_pool_backward_op.register_fake
+    def _(grad_out, rois, argmax, levels, batch_size, channels, height, width):
+        return grad_out.new_empty((batch_size, channels, height, width))
+
+    def _setup_context(ctx, inputs, output):
+        input, rois, levels, _ = inputs
+        _, argmax = output
+        ctx.save_for_backward(rois, argmax)
+        ctx.levels = list(levels)
+        ctx.input_shape = tuple(input.shape)
+
+    def _backward(ctx, grad_out, _grad_argmax):
+        rois, argmax = ctx.saved_tensors
+        grad_input = torch.ops.detcore.spp_pool_backward(grad_out, rois, argmax, ctx.levels, *ctx.input_shape)
+        return grad_input, None, None, None
+
+    _spp_pool_op.register_autograd(_backward, setup_context=_setup_context)
+
+    def _column_channels(levels, channels: int, device) -> torch.Tensor:
+        """The input channel of each output column (levels, then channels, then bins)."""
+        per_level = [torch.arange(channels, device=device).repeat_interleave(n * n) for n in levels]
+        return torch.cat(per_level)
+
+    def _setup_backward_context(ctx, inputs, output):
+        _, rois, argmax, levels, _, _, _, _ = inputs
+        ctx.save_for_backward(rois, argmax)
+        ctx.levels = list(levels)
+
+    def _backward_backward(ctx, grad_grad_input):
+        # The backward is linear in grad_out: its gradient gathers
+        # grad_grad_input at each bin's argmax (0 for empty bins).
+        rois, argmax = ctx.saved_tensors
+        none = (None,) * 7
+        batch_size, channels, height, width = grad_grad_input.shape
+        if argmax.numel() == 0 or height * width == 0:
+            return (grad_grad_input.new_zeros(argmax.shape), *none)
+        # Invalid batch indices (CUDA) only come with argmax -1: any row will do.
+        image = torch.nan_to_num(rois[:, 0]).clamp(0, batch_size - 1).long()
+        planes = grad_grad_input.reshape(batch_size, channels * height * width)[image]
+        column_channel = _column_channels(ctx.levels, channels, argmax.device)
+        index = column_channel * (height * width) + argmax.long().clamp(min=0)
+        gathered = planes.gather(1, index)
+        return (torch.where(argmax >= 0, gathered, 0), *none)
+
+    _spp_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
+
+    class SPPPool(torch.nn.Module):
+        """See :func:`spp_pool`."""
+
+        def __init__(self, levels=(6, 3, 2, 1), spatial_scale: float = 1.0):
+            super().__init__()
+            self.levels = spp_levels(levels)
+            self.spatial_scale = spatial_scale
+
+        def output_channels(self, channels: int) -> int:
+            """Width of a pooled row for `channels` input channels."""
+            return channels * spp_pool_bins(self.levels)
+
+        def forward(self, input, rois):
+            return spp_pool(input, rois, self.levels, self.spatial_scale)
+
+        def __repr__(self) -> str:
+            return f"{type(self).__name__}(levels={self.levels}, spatial_scale={self.spatial_scale})"
+
+else:
+
+    class SPPPool:
+        """See :func:`spp_pool`; needs PyTorch."""
+
+        def __init__(self, *args, **kwargs):
+            raise ImportError("detcore.ops.SPPPool needs PyTorch")
