@@ -55,7 +55,7 @@ PUBLISHED_SPEEDUP = {"R-CNN": "1x", "SPP-net": "20x", "Fast R-CNN": "146x", "Fas
 def build_detectors(width_div: int, min_size: int, max_size: int):
     """name -> (model, takes external proposals)."""
     rep = 4096 // width_div
-    common = {"width_div": width_div, "representation_size": rep}
+    common = {"base_width": 64 // width_div, "representation_size": rep}
     rcnn = models.build("rcnn_vgg16", NUM_CLASSES, **common, score_thresh=-1e9)
     spp = models.build("sppnet_vgg16", NUM_CLASSES, **common, min_size=min_size, max_size=max_size, score_thresh=-1e9)
     for m in (rcnn, spp):

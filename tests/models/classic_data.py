@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-RCNN_TINY = dict(width_div=8, input_size=32, context_pad=4, representation_size=32, dropout=0.0, batch_size=32,
+RCNN_TINY = dict(base_width=8, input_size=32, context_pad=4, representation_size=32, dropout=0.0, batch_size=32,
                  region_batch=64)
-SPP_TINY = dict(width_div=8, levels=(2, 1), min_size=64, max_size=96, representation_size=32, dropout=0.0,
-                batch_size=32, frozen_convs=0)
+SPP_TINY = dict(base_width=8, levels=(2, 1), min_size=64, max_size=96, representation_size=32, dropout=0.0,
+                batch_size=32, trainable_stages=5)
 
 
 def proposals_for_target(target: dict, height: int, width: int, seed: int, random_boxes: int = 12) -> torch.Tensor:

@@ -19,7 +19,9 @@ from .cli_support import build_detector, log, report_metrics, setup_device
 
 # what a run writes into its output folder (--overwrite deletes these)
 RUN_FILES = ("config.json", "train_metrics.jsonl", "metrics.json", "model_final.pth", "training_curves.png",
-             "coco_instances_results.json", "tensorboard")
+             "coco_instances_results.json", "tensorboard",
+             # the multi-stage trainers' (R-CNN, SPP-net; engine/stages.py)
+             "finetune", "features", "svm.pth", "bbox_reg.pth", "stages.json")
 # folders of the output that are caches, not a run (the synthetic dataset)
 CACHE_DIRS = ("synthetic",)
 

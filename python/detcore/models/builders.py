@@ -13,7 +13,7 @@ import inspect
 
 from .backbones.fpn import FPN, BackboneWithFPN
 from .backbones.resnet import ResNet
-from .backbones.vgg import VGG16
+from .backbones.vgg import vgg16_body
 from .meta.rcnn import FastRCNN, GeneralizedRCNN
 from .meta.retinanet import RetinaNet, RetinaNetHead
 from .proposal.anchors import AnchorGenerator
@@ -227,22 +227,13 @@ for _depth in (50, 101):
         return _retina(num_classes, **kw)
 
 
-# VGG16's conv blocks hold 2, 2, 3, 3, 3 convs; trainable_stages=k trains the
-# last k blocks (3, the papers' choice, freezes conv1_x and conv2_x).
-_VGG_BLOCK_CONVS = (2, 2, 3, 3, 3)
-
-
 def _vgg16(
     num_classes, with_rpn, min_size=600, max_size=1000, base_width=64, trainable_stages=3, representation_size=4096,
     pooler="pool", sampling_ratio=2, aligned=False, bg_iou_lo=None, box_batch_size_per_image=512,
     rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, box_score_thresh=0.05, box_nms_thresh=0.3,
     box_detections_per_img=100, dropout=0.5,
 ):
-    if not 1 <= base_width <= 64 or 64 % base_width:
-        raise ValueError(f"base_width: expected a divisor of 64 for VGG16, got {base_width}")
-    if not 0 <= trainable_stages <= 5:
-        raise ValueError(f"trainable_stages: expected 0..5 for VGG16, got {trainable_stages}")
-    backbone = VGG16(sum(_VGG_BLOCK_CONVS[: 5 - trainable_stages]), 64 // base_width)
+    backbone = vgg16_body(base_width, trainable_stages)
     c = backbone.out_channels
     rpn = None
     if with_rpn:

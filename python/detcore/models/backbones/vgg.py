@@ -37,3 +37,19 @@ class VGG16(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return OrderedDict(c5=self.features(x))
+
+
+# VGG16's conv blocks hold 2, 2, 3, 3, 3 convs; trainable_stages=k trains the
+# last k blocks (3, the papers' choice, freezes conv1_x and conv2_x).
+_BLOCK_CONVS = (2, 2, 3, 3, 3)
+
+
+def vgg16_body(base_width: int = 64, trainable_stages: int = 3) -> VGG16:
+    """The VGG16 body from the settings every detector shares: `base_width`
+    (conv1's width, 64 in the paper; a divisor of 64) and `trainable_stages`
+    (conv blocks trained, counted from conv5 down, 0..5)."""
+    if isinstance(base_width, bool) or not isinstance(base_width, int) or not 1 <= base_width <= 64 or 64 % base_width:
+        raise ValueError(f"base_width: expected a divisor of 64 for VGG16, got {base_width!r}")
+    if isinstance(trainable_stages, bool) or not isinstance(trainable_stages, int) or not 0 <= trainable_stages <= 5:
+        raise ValueError(f"trainable_stages: expected 0..5 for VGG16, got {trainable_stages!r}")
+    return VGG16(sum(_BLOCK_CONVS[: 5 - trainable_stages]), 64 // base_width)

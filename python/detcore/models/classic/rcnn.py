@@ -8,7 +8,7 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
-from ..backbones.vgg import VGG16
+from ..backbones.vgg import vgg16_body
 from .base import RegionDetector
 from .warp import warp_regions
 
@@ -27,17 +27,18 @@ class RCNN(RegionDetector):
         input_size: the warped region's side (227, the paper; VGG16 gives a
             7x7 pool5 from it).
         context_pad: pixels of context around the box in the warped frame (16).
-        frozen_convs, width_div: the VGG16 conv body (see VGG16).
+        base_width, trainable_stages: the VGG16 conv body (see vgg16_body;
+            R-CNN fine-tunes every layer by default).
         **kw: RegionDetector's arguments.
     """
 
-    def __init__(self, num_classes: int, input_size: int = 227, context_pad: int = 16, frozen_convs: int = 0,
-                 width_div: int = 1, **kw):
+    def __init__(self, num_classes: int, input_size: int = 227, context_pad: int = 16, base_width: int = 64,
+                 trainable_stages: int = 5, **kw):
         if input_size < 32:
             raise ValueError(f"input_size: expected >= 32 (five 2x2 pools), got {input_size}")
         if not 0 <= 2 * context_pad < input_size:
             raise ValueError(f"context_pad: expected 0 <= 2 * context_pad < input_size ({input_size}), got {context_pad}")
-        body = VGG16(frozen_convs, width_div)
+        body = vgg16_body(base_width, trainable_stages)
         side = pool5_side(input_size)
         super().__init__(num_classes, body.out_channels * side * side, **kw)
         # conv5_3 + the last 2x2 max pool = pool5, as in the classification network

@@ -14,7 +14,7 @@ from typing import List, Sequence
 import torch
 
 from ... import ops
-from ..backbones.vgg import VGG16
+from ..backbones.vgg import vgg16_body
 from ..transform import Transform, _scale_xy
 from .base import RegionDetector
 
@@ -26,16 +26,18 @@ class SPPNet(RegionDetector):
         min_size, max_size: the single test/train scale (shorter side 600, as
             Fast R-CNN compares; SPP-net's single-scale setting was 688).
         finetune_conv: let fine-tuning update the conv layers too.
-        frozen_convs, width_div: the VGG16 conv body.
+        base_width, trainable_stages: the VGG16 conv body (see vgg16_body;
+            trainable_stages applies with finetune_conv).
         **kw: RegionDetector's arguments.
     """
 
     def __init__(self, num_classes: int, levels=(6, 3, 2, 1), min_size=600, max_size: int = 1000,
-                 finetune_conv: bool = False, frozen_convs: int = 4, width_div: int = 1, **kw):
+                 finetune_conv: bool = False, base_width: int = 64, trainable_stages: int = 3,
+                 **kw):
         levels = tuple(int(v) for v in levels)
         if not levels or min(levels) < 1:
             raise ValueError(f"levels: expected positive pyramid sizes, got {levels}")
-        body = VGG16(frozen_convs, width_div)
+        body = vgg16_body(base_width, trainable_stages)
         super().__init__(num_classes, body.out_channels * sum(v * v for v in levels), **kw)
         self.backbone = body
         self.levels = levels

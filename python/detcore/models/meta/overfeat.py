@@ -42,7 +42,7 @@ from torch import nn
 
 from ... import ops
 from ..backbones.resnet import ResNet
-from ..backbones.vgg import VGG16
+from ..backbones.vgg import vgg16_body
 from ..box_ops import BoxCoder, clip_boxes
 from ..transform import Transform
 from ..validation import check_images, check_targets
@@ -266,16 +266,15 @@ class OverFeat(nn.Module):
 
 
 def build_overfeat(
-    num_classes: int, backbone: str = "vgg16", min_size=600, max_size: int = 1000, width_div: int = 1,
-    frozen_convs: int = 4, depth: int = 50, base_width: int = 64, blocks=None, trainable_stages: int = 3,
+    num_classes: int, backbone: str = "vgg16", min_size=600, max_size: int = 1000, depth: int = 50, base_width: int = 64, blocks=None, trainable_stages: int = 3,
     window_cells: int = 7, representation_size: int = 4096, regression_size: int = 1024, dropout: float = 0.5,
     **kw,
 ) -> OverFeat:
-    """OverFeat on a stride-16 body: backbone "vgg16" (conv5_3; `width_div`,
-    `frozen_convs`) or "resnet" (C4 of ResNet-`depth`; `base_width`, `blocks`,
-    `trainable_stages`). Other keywords go to OverFeat (scales, thresholds)."""
+    """OverFeat on a stride-16 body: backbone "vgg16" (conv5_3) or
+    "resnet" (C4 of ResNet-`depth`, `blocks`); `base_width` and
+    `trainable_stages` size and freeze either. Other keywords go to OverFeat (scales, thresholds)."""
     if backbone == "vgg16":
-        body = VGG16(frozen_convs, width_div)
+        body = vgg16_body(base_width, trainable_stages)
         channels = body.out_channels
     elif backbone == "resnet":
         body = ResNet(depth, trainable_stages, (4,), base_width, blocks)
