@@ -505,9 +505,11 @@ def _run_range(seed: int, start: int, stop: int, timeout: float, env) -> list[di
 
 def run(cases: int, seed: int = 0, jobs: int = 1, timeout: float = 60.0, batch: int = 400) -> dict:
     """Runs `cases` cases of `seed`; returns the counts and the problems found."""
-    env = dict(os.environ)
-    python_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.abspath(python_dir), env.get("PYTHONPATH")] if p)
+    import detcore
+
+    env = dict(os.environ)  # the workers import the detcore this process imports
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(detcore.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [package_dir, env.get("PYTHONPATH")] if p)
     env.setdefault("OMP_NUM_THREADS", "1")
     ranges = [(s, min(s + batch, cases)) for s in range(0, cases, batch)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
