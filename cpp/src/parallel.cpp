@@ -19,10 +19,14 @@ namespace {
 
 thread_local bool tls_in_parallel_region = false;
 
+// More threads are never useful and only risk the process's limits (the
+// Python layer refuses more in set_num_threads).
+constexpr int kMaxThreads = 1024;
+
 int default_num_threads() {
   if (const char* env = std::getenv("DETCORE_NUM_THREADS")) {
     int n = std::atoi(env);
-    if (n >= 1) return n;
+    if (n >= 1) return std::min(n, kMaxThreads);
   }
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
@@ -218,7 +222,7 @@ int num_threads() {
 
 int set_num_threads(int n) {
   std::lock_guard<std::mutex> lock(g_pool_mutex);
-  g_requested_threads = std::max(1, n);
+  g_requested_threads = std::clamp(n, 1, kMaxThreads);
   g_thread_limit = 0;
   g_pool_failure.clear();
   return pool_locked()->size();

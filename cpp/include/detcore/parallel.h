@@ -10,7 +10,7 @@ namespace detcore {
 // Threads used by CPU kernels: DETCORE_NUM_THREADS if set, else the CPUs this
 // process may run on; fewer if the system refused to start that many.
 int num_threads();
-// n >= 1. Builds the pool now and returns the threads it runs (the caller's
+// n in [1, 1024] (clamped). Builds the pool now and returns the threads it runs (the caller's
 // included): fewer than n when the system refuses threads part-way (pids or
 // address-space limits); thread_pool_failure() then says why.
 int set_num_threads(int n);
