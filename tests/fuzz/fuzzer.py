@@ -102,7 +102,7 @@ def corrupt_array(rng, a, framework):
     if kind == "zero_d":
         return np.asarray(a.reshape(-1)[0] if a.size else 0.5, a.dtype), False
     if kind == "empty":
-        return a[:0], False
+        return (a[:0] if a.ndim else np.empty((0,), a.dtype)), False
     if kind == "last_dim":
         return (a[..., :-1] if a.ndim and a.shape[-1] > 1 else np.concatenate([a, a], axis=-1)) if a.ndim else a, False
     if kind == "dtype":
@@ -498,7 +498,7 @@ def _run_range(seed: int, start: int, stop: int, timeout: float, env) -> list[di
             start = current + 1
         elif proc.returncode != 0 and start < stop:  # died between cases (e.g. at start-up)
             records.append({"i": start, "op": "?", "framework": "?", "corrupted": None, "outcome": "crash",
-                            "problems": [("crash", f"worker exit status {proc.returncode} before case {start}")]})
+                            "problems": [("crash", f"worker exit status {proc.returncode} before case {start}: {tail}")]})
             start += 1
     return records
 
