@@ -5,7 +5,7 @@
 """
 
 from . import _C, ops
-from ._C import num_threads, set_num_threads
+from ._threads import num_threads, set_num_threads
 
 __version__ = "0.1.0"
 has_cuda = _C.has_cuda

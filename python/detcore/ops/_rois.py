@@ -10,7 +10,20 @@ from typing import List, Union
 
 import numpy as np
 
-from ._interop import DLPACK_KIND, TORCH_KIND, check_boxes, check_float, check_int, kind_of, prepare, to_numpy, torch
+from ._interop import (
+    DLPACK_KIND,
+    MAX_POOLED_SIZE,
+    MAX_SAMPLING_RATIO,
+    TORCH_KIND,
+    check_boxes,
+    check_float,
+    check_int,
+    check_output_bytes,
+    kind_of,
+    prepare,
+    to_numpy,
+    torch,
+)
 from ._scripting import Array
 
 
@@ -66,18 +79,31 @@ def prepare_rois(input, boxes):
 
 
 def pooled_size(output_size) -> tuple[int, int]:
-    """(height, width) from an int or a (height, width) pair, both >= 1."""
+    """(height, width) from an int or a (height, width) pair (a tuple, list,
+    torch.Size or 1-D numpy array), each in [1, MAX_POOLED_SIZE]."""
     if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
-        size = (int(output_size), int(output_size))
-    elif isinstance(output_size, (tuple, list)):
+        size = (output_size, output_size)
+    elif isinstance(output_size, (tuple, list, np.ndarray)) or (torch is not None and isinstance(output_size, torch.Size)):
         if len(output_size) != 2:
             raise ValueError(f"output_size: expected a (height, width) pair, got {len(output_size)} values")
-        size = tuple(check_int(s, "output_size") for s in output_size)
+        size = tuple(output_size)
     else:
-        raise TypeError(f"output_size: expected an int or a (height, width) pair of ints, got {output_size!r}")
-    if size[0] <= 0 or size[1] <= 0:
-        raise ValueError(f"output_size: expected positive sizes, got {size}")
-    return size
+        raise TypeError(f"output_size: expected an int or a (height, width) pair of ints, got {type(output_size).__name__}")
+    return tuple(check_int(s, "output_size", 1, MAX_POOLED_SIZE) for s in size)
+
+
+def sampling_ratio_arg(sampling_ratio) -> int:
+    """RoIAlign's samples per bin per axis: at most MAX_SAMPLING_RATIO; any
+    value <= 0 (adaptive) becomes -1."""
+    value = check_int(sampling_ratio, "sampling_ratio", maximum=MAX_SAMPLING_RATIO)
+    return max(value, -1)
+
+
+def check_pooled_output(input, rois, pooled_height: int, pooled_width: int) -> None:
+    """ValueError naming output_size when the (K, C, height, width) output
+    cannot exist (checked before the allocation is tried)."""
+    shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
+    check_output_bytes(shape, input.dtype.itemsize, "output_size")
 
 
 def spatial_scale_arg(spatial_scale) -> float:

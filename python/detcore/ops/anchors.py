@@ -21,7 +21,7 @@ from typing import List
 import numpy as np
 
 from .. import _C
-from ._interop import TORCH, check_int, torch
+from ._interop import MAX_ANCHORS, MAX_FEATURE_SIDE, TORCH, check_int, device_arg, torch
 from ._scripting import Array, Device, DType, GridSizes, PerLevel, Strides, fx_node, is_scripting
 
 _NUMPY_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -58,7 +58,7 @@ def _per_level(values, name: str, num_levels: int) -> list[list[float]]:
 def _grid_size(value, name: str) -> int:
     if torch is not None and isinstance(value, torch.SymInt):  # traced feature-map sizes
         return value
-    return check_int(value, name, minimum=0)
+    return check_int(value, name, 0, MAX_FEATURE_SIDE)
 
 
 def _feature_sizes(feature_sizes) -> list[tuple[int, int]]:
@@ -89,6 +89,15 @@ def _strides(strides, num_levels: int) -> list[tuple[int, int]]:
     return out
 
 
+def _check_anchor_count(levels, size_list, ratio_list, name: str) -> None:
+    """The bound on one call's work and memory: at most MAX_ANCHORS anchors."""
+    if not all(isinstance(d, int) for hw in levels for d in hw):  # traced sizes
+        return
+    count = sum(h * w * len(s) * len(r) for (h, w), s, r in zip(levels, size_list, ratio_list))
+    if count > MAX_ANCHORS:
+        raise ValueError(f"{name}: expected at most {MAX_ANCHORS} (2**28) anchors in one call, got {count}")
+
+
 def _output_format(dtype, device):
     """(use_torch, dtype, device): torch when `dtype` is a torch dtype or a
     device is named; float32/float64 on the CPU, also float16/bfloat16 on CUDA."""
@@ -98,7 +107,7 @@ def _output_format(dtype, device):
     if not use_torch:
         try:
             dt = np.dtype(dtype)
-        except TypeError:
+        except (TypeError, ValueError):
             raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}") from None
         if dt not in _NUMPY_DTYPES:
             raise TypeError(f"dtype: expected float32 or float64 for numpy anchors, got {dt}")
@@ -108,12 +117,12 @@ def _output_format(dtype, device):
     if not isinstance(dtype, torch.dtype):
         try:
             dt = np.dtype(dtype)
-        except TypeError:
+        except (TypeError, ValueError):
             raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}") from None
         if dt not in _NUMPY_DTYPES:
             raise TypeError(f"dtype: expected a floating dtype, got {dt}")
         dtype = torch.float32 if dt == np.float32 else torch.float64
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = torch.device("cpu") if device is None else device_arg(device)
     allowed = (torch.float32, torch.float64)
     if device.type == "cuda":
         allowed += (torch.float16, torch.bfloat16)
@@ -140,7 +149,8 @@ def cell_anchors(sizes: List[float], aspect_ratios: List[float], dtype: DType = 
     computed in float32 and rounded half to even, whatever the output dtype.
 
     Args:
-        sizes: positive numbers (the square root of each anchor's area).
+        sizes: positive numbers (the square root of each anchor's area);
+            at most 2**28 anchors in all.
         aspect_ratios: positive numbers, height / width.
         dtype, device: as for :func:`make_anchors`.
     """
@@ -151,6 +161,7 @@ def cell_anchors(sizes: List[float], aspect_ratios: List[float], dtype: DType = 
     use_torch, dtype, device = _output_format(dtype, device)
     sizes = _positive_numbers(sizes, "sizes")
     ratios = _positive_numbers(aspect_ratios, "aspect_ratios")
+    _check_anchor_count([(1, 1)], [sizes], [ratios], "sizes")
     return _level_anchors(use_torch, sizes, ratios, 1, 1, 1, 1, dtype, device)
 
 
@@ -166,8 +177,9 @@ def make_anchors(
     :func:`cell_anchors` minor, each shifted by ``(x * stride_w, y * stride_h)``.
 
     Args:
-        feature_sizes: one ``(H, W)`` per level (non-negative ints; 0 gives no
-            anchors).
+        feature_sizes: one ``(H, W)`` per level (ints in [0, 65536]; 0 gives
+            no anchors). One call makes at most 2**28 anchors in all levels
+            together (ValueError above).
         strides: one positive int or ``(stride_h, stride_w)`` per level. The
             caller passes them: torchvision derives them from the padded image
             size as ``image_size // feature_size`` per dimension.
@@ -200,6 +212,7 @@ def make_anchors(
     stride_list = _strides(strides, len(levels))
     size_list = _per_level(sizes, "sizes", len(levels))
     ratio_list = _per_level(aspect_ratios, "aspect_ratios", len(levels))
+    _check_anchor_count(levels, size_list, ratio_list, "feature_sizes")
     return [
         _level_anchors(use_torch, s, r, h, w, sh, sw, dtype, device)
         for (h, w), (sh, sw), s, r in zip(levels, stride_list, size_list, ratio_list)

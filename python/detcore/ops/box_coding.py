@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, prepare, torch
 from ._scripting import Array, Weights, fx_node, is_scripting
 
 DEFAULT_CLAMP = math.log(1000.0 / 16)  # the largest dw, dh fed to exp, as torchvision
@@ -33,11 +33,10 @@ def _check_weights(weights) -> list[float]:
 
 
 def _check_clamp(clamp) -> float:
-    if isinstance(clamp, (bool, np.bool_)) or not isinstance(clamp, numbers.Real):
-        raise TypeError(f"clamp: expected a number, got {type(clamp).__name__}")
+    clamp = check_float(clamp, "clamp")
     if clamp != clamp:  # NaN
         raise ValueError("clamp: expected a number or inf, got nan")
-    return float(clamp)
+    return clamp
 
 
 def _check_deltas(deltas, boxes) -> None:

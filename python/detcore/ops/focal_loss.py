@@ -12,7 +12,7 @@ _REDUCTIONS = ("none", "sum", "mean")
 
 
 def _check_reduction(reduction) -> str:
-    if reduction not in _REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected 'none', 'sum' or 'mean', got {reduction!r}")
     return reduction
 

@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_int, prepare, torch
+from ._interop import MAX_IMAGE_SIDE, NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_int, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 
 _NUMPY_DTYPE_OF_TORCH = {torch.float32: np.float32, torch.float64: np.float64, torch.bool: np.bool_} if torch else {}
@@ -31,7 +31,7 @@ def _image_size(image_size) -> tuple[int, int]:
         raise TypeError(f"image_size: expected a pair of ints (H, W), got {type(image_size).__name__}") from None
     if len(size) != 2:
         raise ValueError(f"image_size: expected a pair of ints (H, W), got {len(size)} values")
-    return check_int(size[0], "image_size[0]", 0), check_int(size[1], "image_size[1]", 0)
+    return check_int(size[0], "image_size[0]", 0, MAX_IMAGE_SIDE), check_int(size[1], "image_size[1]", 0, MAX_IMAGE_SIDE)
 
 
 def _threshold(threshold) -> Optional[float]:
@@ -94,7 +94,8 @@ def paste_masks(masks: Array, boxes: Array, image_size: Tuple[int, int], thresho
             and device as the masks. A box with a NaN or infinite coordinate
             pastes nothing; coordinates beyond +-2^40 after the enlargement
             are clamped there.
-        image_size: ``(H, W)`` of the image, non-negative ints.
+        image_size: ``(H, W)`` of the image, ints in [0, 65536] (the bound
+            on one call's memory; the output has N * H * W elements).
         threshold: if given (a finite number), return the boolean masks
             ``pasted > threshold`` instead, computed in the same pass without
             the float planes; the comparison is made in the masks' dtype, like

@@ -4,8 +4,13 @@ of interest, as ``torchvision.ops.roi_align``.
 Non-finite RoIs never crash nor read out of bounds: a sample whose
 coordinate is NaN, infinite or outside [-1, size] contributes 0 (the average
 still divides by the full sampling grid), and a NaN or infinite adaptive grid
-counts as no samples, so a RoI with a NaN coordinate pools to 0. Adaptive grids
-are capped at 2**24 samples per axis. The gradient flows to ``input`` only.
+counts as no samples, so a RoI with a NaN coordinate pools to 0. The gradient
+flows to ``input`` only.
+
+Bounded work: a bin averages at most 128 x 128 samples. ``sampling_ratio``
+above 128 raises ValueError, and the adaptive grid is capped at 128 per axis
+(this differs from torchvision only for an RoI spanning more than 128 times
+the output size in feature cells). Output sizes are at most 4096 per side.
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ from ._interop import (
     TORCH,
     TORCH_KIND,
     check_boxes,
-    check_int,
     check_ndim,
     dtype_name,
     torch,
 )
-from ._rois import pooled_size, prepare_rois, script_rois, spatial_scale_arg
+from ._rois import (check_pooled_output, pooled_size, prepare_rois, sampling_ratio_arg, script_rois,
+                    spatial_scale_arg)
 from ._scripting import Array, BroadcastingList2, fx_node, is_scripting
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2] or a list of (Ki, 4)"
@@ -34,7 +39,7 @@ _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2] or a list of (Ki, 4)"
 
 def _check_params(spatial_scale, sampling_ratio, aligned) -> tuple[float, int, bool]:
     spatial_scale = spatial_scale_arg(spatial_scale)
-    sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
+    sampling_ratio = sampling_ratio_arg(sampling_ratio)
     if not isinstance(aligned, (bool, np.bool_)):
         raise TypeError(f"aligned: expected True or False, got {aligned!r} ({type(aligned).__name__})")
     return spatial_scale, sampling_ratio, bool(aligned)
@@ -43,6 +48,7 @@ def _check_params(spatial_scale, sampling_ratio, aligned) -> tuple[float, int, b
 def _roi_align(xp, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     check_ndim(input, "input", 4, "(N, C, H, W)")
     check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
+    check_pooled_output(input, rois, pooled_height, pooled_width)
     out = xp.empty((rois.shape[0], input.shape[1], pooled_height, pooled_width), input.dtype, like=input)
     _C.roi_align_forward(pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned, xp.native(input),
                          xp.native(rois), xp.native(out), xp.stream(input))
@@ -83,10 +89,11 @@ def roi_align(
             dtype and device, or a list of N per-image (Ki, 4) boxes.
             Batch indices must be integers in [0, N) (ValueError on the CPU;
             on CUDA such an RoI pools to zeros, as checking needs a sync).
-        output_size: int or (height, width), positive.
+        output_size: int or (height, width), each in [1, 4096].
         spatial_scale: maps box coordinates to input coordinates (> 0).
-        sampling_ratio: samples per bin along each axis; <= 0 means
-            ceil(roi_size / output_size), adaptive per RoI.
+        sampling_ratio: samples per bin along each axis, at most 128; <= 0
+            means ceil(roi_size / output_size), adaptive per RoI (capped at
+            128).
         aligned: shift the boxes by -0.5 pixel (detectron2's RoIAlignV2);
             False keeps the legacy rule that clamps RoI sizes to >= 1.
         deterministic: for torch tensors on CUDA, compute the backward with

@@ -14,7 +14,7 @@ from ._interop import (
     dtype_name,
     torch,
 )
-from ._rois import pooled_size, prepare_rois, script_rois, spatial_scale_arg
+from ._rois import check_pooled_output, pooled_size, prepare_rois, script_rois, spatial_scale_arg
 from ._scripting import Array, BroadcastingList2, fx_node, is_scripting
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
@@ -35,6 +35,7 @@ def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_
     """(output, argmax): argmax is int32, the index h * W + w of each bin's
     maximum in its input plane, -1 for an empty bin."""
     _check_args(input, rois)
+    check_pooled_output(input, rois, pooled_height, pooled_width)
     shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
     out = xp.empty(shape, input.dtype, like=input)
     argmax = xp.empty(shape, xp.int32, like=input)
@@ -75,7 +76,8 @@ def roi_pool(
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` in image
             coordinates, of the input's dtype and device, or a list of N
             per-image (Ki, 4) boxes.
-        output_size: int or (height, width) of the bin grid.
+        output_size: int or (height, width) of the bin grid, each in
+            [1, 4096] (a bound on the work of one call).
         spatial_scale: feature cells per image pixel (e.g. 1/16), finite > 0.
 
     Returns:

@@ -19,7 +19,7 @@
 // is outside [-1, size], so the sample contributes 0 -- every index that
 // reaches memory comes from a coordinate inside [-1, size] and is clamped to
 // [0, size - 1]. A NaN or infinite adaptive grid size counts as 0 samples
-// (count 1, output 0) and a huge one is capped at kMaxGrid, so a bad RoI
+// (count 1, output 0) and a huge one is capped at kMaxRoIAlignGrid, so a bad RoI
 // never makes a kernel loop for ever. A NaN RoI thus pools to 0.
 #pragma once
 
@@ -30,9 +30,11 @@
 
 namespace detcore::math {
 
-// Cap on an adaptive sampling grid (per axis). Only RoIs over a million
-// times larger than the feature map reach it; torchvision overflows an int.
-constexpr int64_t kMaxRoIAlignGrid = int64_t{1} << 24;
+// Cap on the sampling grid per axis, the documented bound on one call's work
+// (at most 128 x 128 samples per bin): sampling_ratio above it is refused and
+// the adaptive grid is capped there, which only RoIs spanning more than 128
+// times the output size in feature cells reach.
+constexpr int64_t kMaxRoIAlignGrid = 128;
 
 template <typename T>
 struct RoIAlignGeometry {
