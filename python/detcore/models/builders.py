@@ -272,21 +272,48 @@ def _faster_vgg(num_classes, **kw):
     return _vgg16(num_classes, with_rpn=True, **kw)
 
 
-@register("rcnn_vgg16")
+def _region_settings(cls, drop=()):
+    """The settings of an R-CNN-style region detector: its own and RegionDetector's."""
+    from .classic.base import RegionDetector
+
+    return {**keyword_defaults(RegionDetector.__init__, drop=("self", "pool5_features", *drop)),
+            **keyword_defaults(cls.__init__, drop=("self",))}
+
+
+def _rcnn_settings():
+    from .classic.rcnn import RCNN
+
+    return _region_settings(RCNN)
+
+
+def _sppnet_settings():
+    from .classic.sppnet import SPPNet
+
+    return _region_settings(SPPNet)
+
+
+def _overfeat_settings():
+    from .meta.overfeat import OverFeat, OverFeatHead, build_overfeat
+
+    return {**keyword_defaults(OverFeatHead.__init__, drop=("self", "in_channels")),
+            **keyword_defaults(OverFeat.__init__, drop=("self",)), **keyword_defaults(build_overfeat)}
+
+
+@register("rcnn_vgg16", settings=_rcnn_settings())
 def _rcnn_vgg(num_classes, **kw):
     from .classic.rcnn import RCNN
 
     return RCNN(num_classes, **kw)
 
 
-@register("sppnet_vgg16")
+@register("sppnet_vgg16", settings=_sppnet_settings())
 def _sppnet_vgg(num_classes, **kw):
     from .classic.sppnet import SPPNet
 
     return SPPNet(num_classes, **kw)
 
 
-@register("overfeat")
+@register("overfeat", settings=_overfeat_settings())
 def _overfeat(num_classes, **kw):
     from .meta.overfeat import build_overfeat
 
