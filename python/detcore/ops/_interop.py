@@ -35,6 +35,8 @@ NUMPY_KIND, TORCH_KIND, DLPACK_KIND = "numpy", "torch", "dlpack"
 # allocator for terabytes by accident.
 MAX_SAMPLING_RATIO = 128  # roi_align samples per bin per axis (the adaptive grid is capped there too)
 MAX_POOLED_SIZE = 4096  # roi_align / roi_pool output height and width
+MAX_SPP_LEVELS = 16  # spp_pool pyramid levels (detcore/math/spp_pool.h)
+MAX_SPP_LEVEL_SIZE = 1024  # spp_pool bins per side of one level
 MAX_IMAGE_SIDE = 65536  # paste_masks image height and width
 MAX_FEATURE_SIDE = 65536  # make_anchors feature-map height and width
 MAX_ANCHORS = 1 << 28  # anchors per make_anchors / cell_anchors call
