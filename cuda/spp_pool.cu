@@ -17,7 +17,7 @@ __global__ void spp_pool_forward_kernel(const T* __restrict__ input, const T* __
                                         int64_t width, int64_t row_size, int64_t total, T* __restrict__ out,
                                         int32_t* __restrict__ argmax) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(total)) {
     const int64_t k = i / row_size;
     const math::SppBin bin = math::spp_pool_locate(levels, channels, i % row_size);
     const int64_t n_bins = levels.size[bin.level];
@@ -58,7 +58,7 @@ __global__ void spp_pool_backward_kernel(const T* __restrict__ grad_out, const T
                                          int64_t channels, int64_t plane_size, int64_t row_size, int64_t total,
                                          T* __restrict__ grad_input) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(total)) {
     const int64_t cell = argmax[i];
     if (cell < 0 || cell >= plane_size) continue;
     const int64_t k = i / row_size;
@@ -145,8 +145,8 @@ void spp_pool_forward(const SppLevels& levels, double spatial_scale, const Tenso
   check_launch("spp_pool");
 }
 
-void spp_pool_backward(const SppLevels& levels, const TensorRef& grad_out, const TensorRef& boxes,
-                       const TensorRef& argmax, const TensorRef& grad_input, bool deterministic, Stream stream) {
+void spp_pool_backward(const SppLevels& levels, bool deterministic, const TensorRef& grad_out, const TensorRef& boxes,
+                       const TensorRef& argmax, const TensorRef& grad_input, Stream stream) {
   DeviceGuard guard(grad_input);
   const int64_t plane_size = grad_input.size(2) * grad_input.size(3);
   if (deterministic) {

@@ -6,6 +6,7 @@
 
 #include "backend/spp_pool.h"
 #include "checks.h"
+#include "cpu/float_staging.h"
 #include "detcore/math/rois.h"
 #include "detcore/math/spp_pool.h"
 #include "dispatch.h"
@@ -51,15 +52,13 @@ void check_plane_fits_int32(const TensorRef& t, const char* name) {
 // The CPU kernels index the batch with the RoIs' first column. (CUDA guards
 // in the kernel instead, so that no device synchronization is needed.)
 void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
-  DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "spp_pool", [&] {
-    const scalar_t* rows = boxes.ptr<const scalar_t>();
-    for (int64_t k = 0; k < boxes.size(0); ++k) {
-      if (math::roi_batch_index(rows[5 * k], batch_size) < 0) {
-        throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ",
-                          batch_size, "), got ", rows[5 * k]);
-      }
+  for (int64_t k = 0; k < boxes.size(0); ++k) {
+    const double index = cpu::floating_element(boxes, 5 * k);  // exact for every floating dtype
+    if (math::roi_batch_index(index, batch_size) < 0) {
+      throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ", batch_size,
+                        "), got ", index);
     }
-  });
+  }
 }
 
 // The pooled tensors (out / argmax or grad_out / argmax) and the RoIs, for
@@ -109,7 +108,7 @@ void spp_pool_forward(const SppPoolParams& params, const TensorRef& input, const
 }
 
 void spp_pool_backward(const SppPoolParams& params, const TensorRef& grad_out, const TensorRef& boxes,
-                       const TensorRef& argmax, const TensorRef& grad_input, bool deterministic, Stream stream) {
+                       const TensorRef& argmax, const TensorRef& grad_input, Stream stream) {
   const math::SppLevels levels = make_levels(params);
   check::ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
   check::floating(grad_input, "grad_input");
@@ -125,7 +124,7 @@ void spp_pool_backward(const SppPoolParams& params, const TensorRef& grad_out, c
   if (grad_input.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(grad_out, "spp_pool_backward",
                           cpu::spp_pool_backward(levels, grad_out, boxes, argmax, grad_input),
-                          cuda::spp_pool_backward(levels, grad_out, boxes, argmax, grad_input, deterministic, stream));
+                          cuda::spp_pool_backward(levels, params.deterministic, grad_out, boxes, argmax, grad_input, stream));
 }
 
 }  // namespace detcore

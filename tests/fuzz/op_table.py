@@ -91,6 +91,14 @@ def _roi_pool(rng):
             "spatial_scale": float(rng.choice([1.0, 0.5, 0.25]))}
 
 
+def _spp_pool(rng):
+    dtype = FLOATS[rng.integers(2)]
+    x = _features(rng, dtype)
+    levels = [int(n) for n in rng.integers(1, 5, int(rng.integers(1, 4)))]
+    return {"input": x, "boxes": _rois(rng, x.shape[0], dtype), "levels": levels[0] if rng.random() < 0.2 else levels,
+            "spatial_scale": float(rng.choice([1.0, 0.5, 0.25]))}
+
+
 def _sizes(rng):
     return tuple(float(s) for s in rng.choice([16, 32, 64, 128], int(rng.integers(1, 4)), replace=False))
 
@@ -159,6 +167,10 @@ def _call_roi_pool_module(input, boxes, output_size, spatial_scale):
     return ops.RoIPool(output_size, spatial_scale)(input, boxes)
 
 
+def _call_spp_pool_module(input, boxes, levels, spatial_scale):
+    return ops.SPPPool(levels, spatial_scale)(input, boxes)
+
+
 # name: (generator, call (None: the op itself), differentiable torch result)
 OPS = {
     "box_iou": (_box_iou, None, False),
@@ -168,6 +180,8 @@ OPS = {
     "RoIAlign": (_roi_align, _call_roi_align_module, True),
     "roi_pool": (_roi_pool, None, True),
     "RoIPool": (_roi_pool, _call_roi_pool_module, True),
+    "spp_pool": (_spp_pool, None, True),
+    "SPPPool": (_spp_pool, _call_spp_pool_module, True),
     "make_anchors": (_make_anchors, None, False),
     "cell_anchors": (_cell_anchors, None, False),
     "encode_boxes": (_encode_boxes, None, False),
@@ -180,6 +194,7 @@ OPS = {
 OVER_LIMIT = {
     "sampling_ratio": [129, 2**24, 2**63],
     "output_size": [4097, (1, 2**62), 2**62],
+    "levels": [1025, [1, 2**62], [1] * 17, 2**62],
     "image_size": [(65537, 1), (2**62, 2**62)],
     "feature_sizes": [[(65537, 1)], [(2**62, 2**62)], [(16384, 16385)]],
 }

@@ -62,6 +62,12 @@ def _roi_pool_backward_args(rng):
     return (_t(rng.standard_normal(argmax.shape), True), rois, argmax, 2, 3, 8, 9)
 
 
+def _spp_pool_backward_args(rng):
+    x, rois = _t(_features(rng)), _t(_rois(rng, 5))
+    _, argmax = _OPS.spp_pool(x, rois, [3, 2, 1], 1.0)
+    return (_t(rng.standard_normal(argmax.shape), True), rois, argmax, [3, 2, 1], 2, 3, 8, 9)
+
+
 def _decode_boxes_backward_args(rng):
     deltas, boxes = rng.standard_normal((6, 8)), random_boxes(rng, 6)
     # Not differentiable again.
@@ -80,6 +86,8 @@ OPCHECK_CASES: dict[str, Callable[[Any], tuple]] = {
     "roi_align_backward": _roi_align_backward_args,
     "roi_pool": lambda rng: (_t(_features(rng), True), _t(_rois(rng, 5)), 1.0, 2, 3),
     "roi_pool_backward": _roi_pool_backward_args,
+    "spp_pool": lambda rng: (_t(_features(rng), True), _t(_rois(rng, 5)), [3, 2, 1], 0.5),
+    "spp_pool_backward": _spp_pool_backward_args,
     "sigmoid_focal_loss": lambda rng: (
         _t(rng.standard_normal((6, 4)), True), _t(rng.integers(-1, 5, 6)), 0.25, 2.0, "sum", True,
     ),
@@ -140,6 +148,7 @@ PUBLIC_CASES = [
     Case("roi_align", ops.roi_align, lambda rng, n: (_features(rng), _rois(rng, n), (2, 3), 0.5, 2, True)),
     Case("roi_align_adaptive", ops.roi_align, lambda rng, n: (_features(rng), _rois(rng, n), 3, 0.5, -1, False)),
     Case("roi_pool", ops.roi_pool, lambda rng, n: (_features(rng), _rois(rng, n), (2, 3), 0.5)),
+    Case("spp_pool", ops.spp_pool, lambda rng, n: (_features(rng), _rois(rng, n), [3, 2, 1], 0.5)),
     Case("sigmoid_focal_loss", ops.sigmoid_focal_loss, lambda rng, n: (
         rng.standard_normal((n, 4)), (rng.random((n, 4)) < 0.3).astype(np.float64), 0.25, 2.0, "sum")),
     Case("sigmoid_focal_loss_labels", ops.sigmoid_focal_loss, lambda rng, n: (
@@ -271,6 +280,8 @@ MODULE_CASES = [
     pytest.param(lambda: ops.RoIAlign(3, 1, -1, deterministic=True), id="RoIAlign-int-scale"),
     pytest.param(lambda: ops.RoIPool((2, 3), 0.5), id="RoIPool"),
     pytest.param(lambda: ops.RoIPool(2, 1), id="RoIPool-int-scale"),
+    pytest.param(lambda: ops.SPPPool((4, 2, 1), 0.5), id="SPPPool"),
+    pytest.param(lambda: ops.SPPPool(3, 1), id="SPPPool-int-levels-int-scale"),
 ]
 
 
@@ -294,6 +305,8 @@ def test_module_reprs_name_every_argument():
         "RoIAlign(output_size=(7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=False, deterministic=None)"
     )
     assert repr(ops.RoIPool((7, 5), 1)) == "RoIPool(output_size=(7, 5), spatial_scale=1.0)"
+    assert repr(ops.SPPPool()) == "SPPPool(levels=(6, 3, 2, 1), spatial_scale=1.0)"
+    assert repr(ops.SPPPool(4, 1)) == "SPPPool(levels=(4,), spatial_scale=1.0)"
 
 
 def test_anchors_script_to_the_eager_result():
@@ -319,6 +332,8 @@ def _bad_calls():
         (ops.roi_align, (x, rois, (2, 0), 1.0, 2, False), "output_size"),
         (ops.roi_align, (x, rois, 2, -1.0), "spatial_scale"),
         (ops.roi_pool, (x, rois, 2, 0.0), "spatial_scale"),
+        (ops.spp_pool, (x, rois, [2, 0], 1.0), "levels"),
+        (ops.spp_pool, (x, rois, [2, 1], -1.0), "spatial_scale"),
         (ops.sigmoid_focal_loss, (logits, torch.zeros_like(logits), 2.0), "alpha"),
         (ops.sigmoid_focal_loss, (logits, torch.zeros_like(logits), 0.25, 2.0, "avg"), "reduction"),
         (ops.paste_masks, (torch.rand(4, 5, 5, dtype=torch.float64), boxes, (-1, 5)), "image_size"),

@@ -36,7 +36,7 @@ def test_quantized_tensors_are_refused_with_the_argument_named():
     torch = pytest.importorskip("torch")
     boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
     quantized = torch.quantize_per_tensor(boxes, 0.1, 0, torch.quint8)
-    with pytest.raises(TypeError, match=r"boxes2: expected a float tensor, got a quantized one.*dequantize"):
+    with pytest.raises(TypeError, match=r"boxes2: expected a float or integer tensor, got a quantized tensor.*dequantize"):
         box_iou(boxes, quantized)
 
 

@@ -1,4 +1,5 @@
-// Backend entry points of spp_pool; arguments are already checked.
+// Backend entry points of spp_pool; arguments are already checked. They take
+// the level table the entry point derives from SppPoolParams::levels.
 #pragma once
 
 #include "detcore/math/spp_pool.h"
@@ -14,6 +15,6 @@ void spp_pool_backward(const math::SppLevels& levels, const TensorRef& grad_out,
 namespace detcore::cuda {
 void spp_pool_forward(const math::SppLevels& levels, double spatial_scale, const TensorRef& input,
                       const TensorRef& boxes, const TensorRef& out, const TensorRef& argmax, Stream stream);
-void spp_pool_backward(const math::SppLevels& levels, const TensorRef& grad_out, const TensorRef& boxes,
-                       const TensorRef& argmax, const TensorRef& grad_input, bool deterministic, Stream stream);
+void spp_pool_backward(const math::SppLevels& levels, bool deterministic, const TensorRef& grad_out,
+                       const TensorRef& boxes, const TensorRef& argmax, const TensorRef& grad_input, Stream stream);
 }  // namespace detcore::cuda

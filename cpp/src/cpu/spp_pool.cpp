@@ -5,6 +5,7 @@
 #include "backend/spp_pool.h"
 #include "detcore/math/spp_pool.h"
 #include "detcore/parallel.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 // The forward runs in parallel over RoIs, each writing its own output row.
@@ -185,12 +186,25 @@ void backward_kernel(const SppLevels& levels, const TensorRef& grad_out, const T
 
 void spp_pool_forward(const SppLevels& levels, double spatial_scale, const TensorRef& input, const TensorRef& boxes,
                       const TensorRef& out, const TensorRef& argmax) {
+  if (is_half(input.dtype)) {
+    FloatStaging staging;  // the maxima are half values: exact in float and back
+    cpu::spp_pool_forward(levels, spatial_scale, staging.input(input), staging.input(boxes), staging.output(out),
+                          argmax);
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(input.dtype, "spp_pool",
                               [&] { forward_kernel<scalar_t>(levels, spatial_scale, input, boxes, out, argmax); });
 }
 
 void spp_pool_backward(const SppLevels& levels, const TensorRef& grad_out, const TensorRef& boxes,
                        const TensorRef& argmax, const TensorRef& grad_input) {
+  if (is_half(grad_out.dtype)) {
+    FloatStaging staging;  // the gradients add up in float, rounded once
+    cpu::spp_pool_backward(levels, staging.input(grad_out), staging.input(boxes), argmax, staging.output(grad_input));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(grad_out.dtype, "spp_pool_backward",
                               [&] { backward_kernel<scalar_t>(levels, grad_out, boxes, argmax, grad_input); });
 }

@@ -35,6 +35,8 @@ NUMPY_KIND, TORCH_KIND, DLPACK_KIND = "numpy", "torch", "dlpack"
 # allocator for terabytes by accident.
 MAX_SAMPLING_RATIO = 128  # roi_align samples per bin per axis (the adaptive grid is capped there too)
 MAX_POOLED_SIZE = 4096  # roi_align / roi_pool output height and width
+MAX_SPP_LEVELS = 16  # spp_pool pyramid levels (detcore/math/spp_pool.h)
+MAX_SPP_LEVEL_SIZE = 1024  # spp_pool bins per side of one level
 MAX_IMAGE_SIDE = 65536  # paste_masks image height and width
 MAX_FEATURE_SIDE = 65536  # make_anchors feature-map height and width
 MAX_ANCHORS = 1 << 28  # anchors per make_anchors / cell_anchors call
@@ -112,8 +114,11 @@ def check_dense_tensor(x, name: str) -> None:
         raise TypeError(f"{name}: expected a dense tensor, got a nested tensor")
     if x.layout != torch.strided:
         raise TypeError(f"{name}: expected a dense (strided) tensor, got layout {x.layout}")
-    if x.is_quantized:
-        raise TypeError(f"{name}: expected a float or integer tensor, got a quantized tensor ({dtype_name(x.dtype)})")
+    if x.is_quantized:  # torchvision has quantized kernels; detcore does not
+        raise TypeError(
+            f"{name}: expected a float or integer tensor, got a quantized tensor ({dtype_name(x.dtype)}); "
+            "pass .dequantize()"
+        )
     if x.device.type not in ("cpu", "cuda"):
         raise TypeError(f"{name}: expected a tensor on the CPU or a CUDA device, got a {x.device.type} tensor")
 
@@ -133,11 +138,7 @@ def prepare(**arrays):
     for name, x in arrays.items():
         require(name, x)
     kind = kind_of(**arrays)
-    if kind == TORCH_KIND:
-        for name, x in arrays.items():
-            if x is not None and x.is_quantized:  # torchvision has quantized kernels; detcore does not
-                raise TypeError(f"{name}: expected a float tensor, got a quantized one ({x.dtype}); "
-                                "pass .dequantize()")
+    if kind == TORCH_KIND:  # kind_of has refused quantized, sparse, nested and meta tensors
         return kind, list(arrays.values())
     on_cpu = kind == NUMPY_KIND or all(
         _dlpack_device_type(x, name) in _DLPACK_CPU_DEVICES for name, x in arrays.items()
@@ -153,6 +154,20 @@ def prepare(**arrays):
 def dtype_name(dtype) -> str:
     """'float32' for numpy and torch dtypes alike (for messages and _C)."""
     return str(dtype).removeprefix("torch.")
+
+
+# The dtype names _C's workspace queries parse (bindings/names.cpp).
+_CORE_DTYPES = ("float16", "bfloat16", "float32", "float64", "int32", "int64", "uint8", "bool")
+
+
+def query_dtype_name(x, name: str) -> str:
+    """dtype_name(x.dtype) for a workspace query, or TypeError naming the
+    array when its dtype is one no core op reads (complex, int16, ...), so
+    that the error names the caller's argument rather than the query's."""
+    dt = dtype_name(x.dtype)
+    if dt not in _CORE_DTYPES:
+        raise TypeError(f"{name}: expected a float array, got dtype {dt}")
+    return dt
 
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1

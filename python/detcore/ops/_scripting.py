@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     PerLevel = Union[Sequence[float], Sequence[Sequence[float]]]
     DType = Any
     Device = Any
+    # spp_pool's pyramid: bins per side of each level, or an int for one level
+    Levels = Union[int, Sequence[int]]
 elif torch is not None:
     from torch.jit.annotations import BroadcastingList2
 
@@ -56,8 +58,9 @@ elif torch is not None:
     PerLevel = Union[List[float], List[List[float]]]
     DType = Optional[torch.dtype]
     Device = Optional[torch.device]
+    Levels = List[int]
 else:  # never evaluated without PyTorch; defined for completeness
-    Array = BroadcastingList2 = Weights = GridSizes = Strides = PerLevel = DType = Device = object
+    Array = BroadcastingList2 = Weights = GridSizes = Strides = PerLevel = DType = Device = Levels = object
 
 if torch is not None:
     from torch.jit import is_scripting

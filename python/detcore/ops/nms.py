@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, dtype_name, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, query_dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 
 
@@ -43,7 +43,7 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
     device = xp.device(boxes)
-    workspace = xp.workspace(_C.nms_workspace_bytes(device, dtype_name(boxes.dtype), iou_threshold, n), like=boxes)
+    workspace = xp.workspace(_C.nms_workspace_bytes(device, query_dtype_name(boxes, "boxes"), iou_threshold, n), like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
         count = _C.nms(

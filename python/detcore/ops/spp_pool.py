@@ -3,41 +3,45 @@
 from __future__ import annotations
 
 import numbers
+from typing import List, Union
+
+import numpy as np
 
 from .. import _C
 from ._interop import (
+    MAX_SPP_LEVEL_SIZE,
+    MAX_SPP_LEVELS,
     NUMPY,
     TORCH,
     TORCH_KIND,
     check_boxes,
     check_int,
     check_ndim,
+    check_output_bytes,
     dtype_name,
     torch,
 )
-from ._rois import prepare_rois, spatial_scale_arg
+from ._rois import prepare_rois, script_rois, spatial_scale_arg
+from ._scripting import Array, Levels, fx_node, is_scripting
 
 _ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
-_MAX_LEVELS = 16
-_MAX_LEVEL_SIZE = 1024
 
 
 def spp_levels(levels) -> tuple[int, ...]:
-    """The pyramid as a tuple of bins per side: 1 to 16 levels, each an int
-    in [1, 1024] (an int alone is one level)."""
+    """The pyramid as a tuple of bins per side: 1 to MAX_SPP_LEVELS levels,
+    each an int in [1, MAX_SPP_LEVEL_SIZE] (an int alone is one level; a
+    tuple, list or 1-D numpy array of ints, numpy integers included)."""
     if isinstance(levels, numbers.Integral) and not isinstance(levels, bool):
         levels = (levels,)
-    if not isinstance(levels, (tuple, list)):
-        raise TypeError(f"levels: expected a sequence of ints (bins per side), got {levels!r}")
-    levels = tuple(check_int(n, "levels") for n in levels)
+    if isinstance(levels, np.ndarray) and levels.ndim != 1:
+        raise ValueError(f"levels: expected a 1-D sequence of ints (bins per side), got shape {levels.shape}")
+    if not isinstance(levels, (tuple, list, np.ndarray)):
+        raise TypeError(f"levels: expected an int or a sequence of ints (bins per side), got {type(levels).__name__}")
     # The core's limits (detcore/math/spp_pool.h), checked here too so that
     # torch.compile traces the check.
-    if not 1 <= len(levels) <= _MAX_LEVELS:
-        raise ValueError(f"levels: expected 1 to {_MAX_LEVELS} pyramid levels, got {len(levels)}")
-    for n in levels:
-        if not 1 <= n <= _MAX_LEVEL_SIZE:
-            raise ValueError(f"levels: expected bins per side in [1, {_MAX_LEVEL_SIZE}], got {n}")
-    return levels
+    if not 1 <= len(levels) <= MAX_SPP_LEVELS:
+        raise ValueError(f"levels: expected 1 to {MAX_SPP_LEVELS} pyramid levels, got {len(levels)}")
+    return tuple(check_int(n, "levels", 1, MAX_SPP_LEVEL_SIZE) for n in levels)
 
 
 def spp_pool_bins(levels) -> int:
@@ -61,16 +65,13 @@ def _spp_pool(xp, input, rois, levels: tuple[int, ...], spatial_scale: float):
     h * W + w of each bin's maximum in its input plane, -1 for an empty bin."""
     _check_args(input, rois)
     shape = (rois.shape[0], input.shape[1] * spp_pool_bins(levels))
+    # Checked before the allocation is tried; levels is what sized it.
+    check_output_bytes(shape, input.dtype.itemsize, "levels")
     out = xp.empty(shape, input.dtype, like=input)
     argmax = xp.empty(shape, xp.int32, like=input)
     _C.spp_pool_forward(
-        xp.native(input),
-        xp.native(rois),
-        xp.native(out),
-        xp.native(argmax),
-        list(levels),
-        spatial_scale,
-        xp.stream(input),
+        list(levels), spatial_scale, xp.native(input), xp.native(rois), xp.native(out), xp.native(argmax),
+        xp.stream(input)
     )
     return out, argmax
 
@@ -81,30 +82,35 @@ def _spp_pool_backward(xp, grad_out, rois, argmax, levels: tuple[int, ...], inpu
     atomicAdd for a fixed summation order."""
     grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
     _C.spp_pool_backward(
+        list(levels),
+        deterministic,
         xp.native(grad_out),
         xp.native(rois),
         xp.native(argmax),
         xp.native(grad_input),
-        list(levels),
-        deterministic,
         xp.stream(grad_out),
     )
     return grad_input
 
 
-def spp_pool(input, boxes, levels=(6, 3, 2, 1), spatial_scale=1.0):
+def spp_pool(
+    input: Array, boxes: Union[Array, List[Array]], levels: Levels = (6, 3, 2, 1), spatial_scale: float = 1.0
+) -> Array:
     """Spatial pyramid max pooling of each RoI (SPP-net), every level in one
     pass.
 
     Args:
-        input: (N, C, H, W) features, float32 or float64 (float16 and
-            bfloat16 too on CUDA).
+        input: (N, C, H, W) features, float32, float64, float16 or
+            bfloat16 (the half types computed in float).
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` in image
             coordinates, of the input's dtype and device, or a list of N
             per-image (Ki, 4) boxes.
         levels: bins per side of each pyramid level (SPP-net's detector:
             6, 3, 2, 1, i.e. 50 bins per channel); an int is one level.
-        spatial_scale: feature cells per image pixel (1/16 for VGG16 conv5).
+            1 to 16 levels of 1 to 1024 bins per side (a bound on the work
+            of one call).
+        spatial_scale: feature cells per image pixel (1/16 for VGG16 conv5),
+            finite > 0.
 
     Returns:
         (K, C * sum(n * n)) maxima, in the input's framework (numpy for
@@ -123,13 +129,18 @@ def spp_pool(input, boxes, levels=(6, 3, 2, 1), spatial_scale=1.0):
     stride floor(a / n); when a < n, bin i is the cell floor(i * a / n).
     Bins are clipped to the map; a bin outside it outputs 0. On ties the
     first maximum in row-major order wins; NaN features never win (a bin of
-    only NaN or -inf outputs the dtype's lowest finite value and passes no
-    gradient). An RoI with a NaN corner outputs zeros; infinite and huge
-    corners are clamped far outside the map. On the CPU a batch index that
-    is not an integer in [0, N) raises ValueError; on CUDA that RoI outputs
-    zeros. The CPU backward is deterministic; on CUDA it uses atomicAdd
+    only NaN or -inf outputs the dtype's lowest finite value, float32's
+    rounded for float16/bfloat16, and passes no gradient). An RoI with a NaN
+    corner outputs zeros; infinite and huge corners are clamped far outside
+    the map. On the CPU a batch index that is not an integer in [0, N)
+    raises ValueError; on CUDA that RoI outputs zeros. The CPU backward is deterministic; on CUDA it uses atomicAdd
     unless ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
+    if is_scripting():
+        return torch.ops.detcore.spp_pool(input, script_rois(boxes), levels, spatial_scale)[0]
+    node = fx_node(spp_pool, input, boxes, levels, spatial_scale)
+    if node is not None:
+        return node
     levels = spp_levels(levels)
     scale = spatial_scale_arg(spatial_scale)
     kind, input, rois = prepare_rois(input, boxes)
@@ -146,7 +157,10 @@ if torch is not None:
     def _spp_pool_op(
         input: torch.Tensor, rois: torch.Tensor, levels: list[int], spatial_scale: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return _spp_pool(TORCH, input.contiguous(), rois.contiguous(), tuple(levels), spatial_scale)
+        # The scalars are checked here too, for TorchScript callers.
+        levels = spp_levels(levels)
+        spatial_scale = spatial_scale_arg(spatial_scale)
+        return _spp_pool(TORCH, input.contiguous(), rois.contiguous(), levels, spatial_scale)
 
     @_spp_pool_op.register_fake
     def _(input, rois, levels, spatial_scale):
@@ -219,23 +233,29 @@ if torch is not None:
 
     _spp_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 
+    # Leaf nodes for torch.fx when called through this module's globals.
+    torch.fx.wrap("spp_pool")
+
     class SPPPool(torch.nn.Module):
-        """See :func:`spp_pool`."""
+        """``spp_pool`` as a module (SPP-net's pooling layer); every argument
+        of `spp_pool` is an attribute."""
 
-        def __init__(self, levels=(6, 3, 2, 1), spatial_scale: float = 1.0):
+        def __init__(self, levels: Levels = (6, 3, 2, 1), spatial_scale: float = 1.0):
             super().__init__()
-            self.levels = spp_levels(levels)
-            self.spatial_scale = spatial_scale
+            # A list, so that TorchScript infers List[int] for any depth.
+            self.levels = list(spp_levels(levels))
+            self.spatial_scale = spatial_scale_arg(spatial_scale)
 
+        @torch.jit.unused
         def output_channels(self, channels: int) -> int:
             """Width of a pooled row for `channels` input channels."""
             return channels * spp_pool_bins(self.levels)
 
-        def forward(self, input, rois):
+        def forward(self, input: Array, rois: Union[Array, List[Array]]) -> Array:
             return spp_pool(input, rois, self.levels, self.spatial_scale)
 
-        def __repr__(self) -> str:
-            return f"{type(self).__name__}(levels={self.levels}, spatial_scale={self.spatial_scale})"
+        def extra_repr(self) -> str:
+            return f"levels={tuple(self.levels)}, spatial_scale={self.spatial_scale}"
 
 else:
 

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "detcore/macros.h"
+#include "detcore/math/ceil_div.h"
 #include "detcore/math/rois.h"
 
 namespace detcore::math {
@@ -107,8 +108,8 @@ struct SppSpan {
 
 // Cells of bin `index` of `bins` along an axis of `extent` cells.
 DETCORE_HOST_DEVICE SppSpan spp_pool_bin(const SppAxis& axis, int64_t index, int64_t bins, int64_t extent) {
-  const int64_t window = (axis.size + bins - 1) / bins;  // ceil(a / n) >= 1
-  const int64_t stride = axis.size / bins;               // floor(a / n)
+  const int64_t window = ceil_div<int64_t>(axis.size, bins);  // ceil(a / n) >= 1
+  const int64_t stride = axis.size / bins;                    // floor(a / n)
   const int64_t offset = stride > 0 ? index * stride : index * axis.size / bins;
   const int64_t begin = axis.start + offset;
   return {spp_pool_detail::clip(begin, extent), spp_pool_detail::clip(begin + window, extent)};

@@ -13,14 +13,18 @@ struct SppPoolParams {
   // Bins per side of each pyramid level, in output order: 1 to 16 levels,
   // each in [1, 1024].
   std::vector<int64_t> levels{6, 3, 2, 1};
-  double spatial_scale = 1.0;  // finite, > 0
+  double spatial_scale = 1.0;  // finite, > 0 (forward only)
+  // Backward only. The CPU result is always deterministic. CUDA accumulates
+  // with atomicAdd, or, when true, with one warp per input plane adding in a
+  // fixed order (bitwise reproducible, slower when planes are few).
+  bool deterministic = false;
 };
 
 // Pooled values per channel: the sum of level^2 over the levels (50 for the
 // default 6, 3, 2, 1 pyramid). Refuses levels outside the ranges above.
 int64_t spp_pool_bins(const SppPoolParams& params);
 
-// input (N, C, H, W) floating; boxes (K, 5) RoIs [batch_index, x1, y1, x2, y2]
+// input (N, C, H, W) floating (float16/bfloat16 computed in float); boxes (K, 5) RoIs [batch_index, x1, y1, x2, y2]
 // of the same dtype and device; out (K, C * spp_pool_bins(params)) of the
 // input's dtype and argmax of that shape, int32, receive each bin's maximum
 // and its index h * W + w into the input plane (first maximum in row-major
@@ -35,11 +39,9 @@ void spp_pool_forward(const SppPoolParams& params, const TensorRef& input, const
 
 // Gradient with respect to `input`: grad_input (N, C, H, W) is overwritten
 // with the sum of grad_out (K, C * bins) over the bins whose argmax points at
-// each cell. Argmax entries outside [0, H * W) contribute nothing. The CPU
-// result is deterministic; CUDA adds with atomicAdd, or, when
-// `deterministic`, in a fixed order (bitwise reproducible).
+// each cell. Argmax entries outside [0, H * W) (and, on CUDA, RoIs with an
+// invalid batch index) contribute nothing. See SppPoolParams::deterministic.
 void spp_pool_backward(const SppPoolParams& params, const TensorRef& grad_out, const TensorRef& boxes,
-                       const TensorRef& argmax, const TensorRef& grad_input, bool deterministic = false,
-                       Stream stream = nullptr);
+                       const TensorRef& argmax, const TensorRef& grad_input, Stream stream = nullptr);
 
 }  // namespace detcore
