@@ -89,10 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="detect objects in images; write pictures and JSON")
     _add_common(p, output_required=True)
-    p.add_argument("--weights", required=True, help="a detcore checkpoint")
+    p.add_argument("--weights", default=None, help="a detcore checkpoint")
+    p.add_argument("--onnx", default=None, help="an ONNX file of `detcore export`, run in onnxruntime instead")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--model", default=None, help="model name (default: the checkpoint's)")
+
+    p = sub.add_parser("export", help="export a checkpoint's detector to ONNX (standard operators)")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--checkpoint", required=True, help="a detcore checkpoint of that model")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="example input size traced (H and W stay dynamic in the graph)")
+    p.add_argument("--no-fuse", action="store_true", help="keep the batch norms unfolded")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
 
     p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/bench_ops.py")
@@ -122,7 +131,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             torch.set_num_threads(args.threads)
         return {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-                "bench": cmd_bench}[args.command](args) or 0
+                "bench": cmd_bench, "export": cmd_export}[args.command](args) or 0
     except Exception as e:
         from detcore.data import DatasetError
         from detcore.engine.checkpoint import CheckpointError
@@ -283,7 +292,17 @@ def cmd_predict(args):
         if not os.path.isfile(path):
             raise UsageError(f"image not found: {path}")
     device = torch.device(args.device)
-    model, meta = _load_checkpoint_model(args.weights, args.model, {}, device)
+    if (args.weights is None) == (args.onnx is None):
+        raise UsageError("pass one of --weights CKPT and --onnx FILE")
+    if args.onnx:
+        from detcore.export.command import ExportUsageError, load_onnx_detector
+
+        try:
+            model, meta = load_onnx_detector(args.onnx)
+        except ExportUsageError as e:
+            raise UsageError(str(e)) from None
+    else:
+        model, meta = _load_checkpoint_model(args.weights, args.model, {}, device)
     class_names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
     os.makedirs(args.output, exist_ok=True)
     detections = []
@@ -313,6 +332,17 @@ def cmd_predict(args):
             print(f"{path}: {len(items)} detections -> {picture}")
     _write_json(os.path.join(args.output, "detections.json"), detections)
     print(f"wrote {os.path.join(args.output, 'detections.json')}")
+    return 0
+
+
+def cmd_export(args):
+    from detcore.export.command import ExportUsageError, export_checkpoint
+
+    try:
+        path = export_checkpoint(args.model, args.checkpoint, args.output, args.image_size, fuse=not args.no_fuse)
+    except ExportUsageError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {path}")
     return 0
 
 

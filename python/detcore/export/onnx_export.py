@@ -35,13 +35,21 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, in
         model.fuse()
     program, wrapper = export_program(model, image_size, num_proposals)
     args = example_inputs(wrapper, image_size, num_proposals)
+    return program_to_onnx(program, args, wrapper.output_names, path, ["images", "proposals"][: len(args)])
+
+
+def program_to_onnx(program, args: tuple, output_names: list[str], path: str | os.PathLike,
+                    input_names: list[str] | None = None) -> str:
+    """An ExportedProgram (of `export_program`, or of anything calling
+    detcore's ops) into an ONNX file at `path`; returns the path. Inputs are
+    named `input_names` (default: the program's argument names)."""
     onnx_program = torch.onnx.export(
         program,
         args,
         dynamo=True,
         opset_version=OPSET,
-        input_names=["images", "proposals"][: len(args)],
-        output_names=wrapper.output_names,
+        input_names=input_names,
+        output_names=output_names,
         custom_translation_table=translation_table(),
         optimize=True,
         verify=False,

@@ -18,7 +18,7 @@ def min_image_size(model: nn.Module) -> int:
     size-1 maps)."""
     m = required_multiple(model)
     coarsest = max(model.backbone.strides)
-    return (coarsest // m + 1) * m
+    return max(coarsest // m + 1, 2) * m  # two at least: size-1 dims get specialised
 
 
 def check_image_size(model: nn.Module, image_size) -> tuple[int, int]:
