@@ -14,6 +14,7 @@ import os
 from typing import List, Optional
 
 RUNNER = "bench_ops.py"
+MODELS_RUNNER = "bench_models.py"
 
 
 def find_benchmarks_dir() -> Optional[str]:
@@ -41,8 +42,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise FileNotFoundError("detcore bench runs the benchmarks of a detcore source checkout: no "
                                 f"benchmarks/{RUNNER} found from the current folder; run it inside the checkout "
                                 "or set DETCORE_BENCHMARKS=/path/to/detcore/benchmarks")
-    spec = importlib.util.spec_from_file_location("detcore_bench_ops", os.path.join(directory, RUNNER))
+    runner = RUNNER
+    if argv and argv[0] == "models":  # `detcore bench models`: the whole-detector benchmark
+        runner, argv = MODELS_RUNNER, argv[1:]
+    spec = importlib.util.spec_from_file_location("detcore_bench_ops", os.path.join(directory, runner))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # puts the benchmarks folder on sys.path for its case modules
-    module.main(list(argv or []))
-    return 0
+    return module.main(list(argv or [])) or 0

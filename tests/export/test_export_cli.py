@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from matching import matched_fraction
-from PIL import Image
-from tiny_models import NUM_CLASSES, TINY
-
 from detcore import cli
 from detcore.engine.checkpoint import save_checkpoint
+from detcore.export.compare import matched_fraction
 from detcore.models import build
+from PIL import Image
+from tiny_models import NUM_CLASSES, TINY
 
 NAME = "faster_rcnn_r50_fpn"
 OVERRIDES = dict(TINY[NAME], min_size=96, max_size=160, box_score_thresh=0.0)
@@ -30,7 +29,8 @@ def checkpoint(tmp_path_factory):
 
 
 def _items(path):
-    dets = json.load(open(path))[0]["detections"]
+    with open(path) as f:
+        dets = json.load(f)[0]["detections"]
     return (np.array([d["box_xyxy"] for d in dets]).reshape(-1, 4), np.array([d["label_id"] for d in dets]),
             np.array([d["score"] for d in dets]))
 

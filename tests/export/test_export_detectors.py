@@ -9,20 +9,21 @@ import onnxruntime as ort
 import pytest
 import torch
 from detcore.export import (
-    ExportWrapper,
     check_image_size,
+    decode_keypoints,
     export_program,
     min_image_size,
     program_to_onnx,
 )
+from detcore.export.compare import matched_fraction
 from detcore.export.torch_export import example_inputs
-from matching import matched_fraction
 from tiny_models import build, needs_proposals
 
 # sizes at which the eager transform keeps the image as it is (scale 1)
 SIZES = {
     "faster_rcnn_r50_fpn": (96, 160),
     "mask_rcnn_r50_fpn": (96, 160),
+    "keypoint_rcnn_r50_fpn": (96, 160),
     "retinanet_r50_fpn": (160, 224),
     "fast_rcnn_vgg16": (64, 96),
 }
@@ -74,6 +75,13 @@ def test_torch_export_round_trip(exported, rng):
         torch.testing.assert_close(out[0], ref["boxes"], rtol=0, atol=1e-5)
         torch.testing.assert_close(out[1], ref["labels"])
         torch.testing.assert_close(out[2], ref["scores"], rtol=0, atol=1e-5)
+        if "masks" in ref:
+            pasted = detcore.ops.paste_masks(out[3][:, 0], out[0], (h, w), threshold=model.transform.mask_threshold)
+            torch.testing.assert_close(pasted, ref["masks"][:, 0].bool())
+        if "keypoints" in ref:
+            kps, kp_scores = decode_keypoints(out[3], out[0])
+            torch.testing.assert_close(kps, ref["keypoints"], rtol=0, atol=1e-5)
+            torch.testing.assert_close(kp_scores, ref["keypoints_scores"], rtol=0, atol=1e-5)
 
 
 def test_onnx_graph_is_standard(exported):
@@ -105,12 +113,11 @@ def test_onnxruntime_gives_eager_detections(exported, rng):
             n = min(len(pasted), len(ref["masks"]))
             agree = (pasted[:n] == ref["masks"][:n, 0].bool()).float().mean().item()
             assert agree >= 0.99, agree
-
-
-def test_keypoint_rcnn_is_refused_with_reason():
-    model = build("keypoint_rcnn_r50_fpn").eval()
-    with pytest.raises(ValueError, match="keypoint"):
-        ExportWrapper(model)
+        if "keypoints" in ref:
+            kps, kp_scores = decode_keypoints(torch.from_numpy(out[3]), torch.from_numpy(out[0]))
+            n = min(len(kps), len(ref["keypoints"]))
+            torch.testing.assert_close(kps[:n], ref["keypoints"][:n], rtol=0, atol=1e-3)
+            torch.testing.assert_close(kp_scores[:n], ref["keypoints_scores"][:n], rtol=0, atol=1e-4)
 
 
 def test_image_size_must_be_a_valid_multiple():

@@ -8,7 +8,11 @@ and W multiples of `required_multiple(model)`; H and W stay dynamic. The
 outputs are in the coordinates of that input: ``boxes`` (D, 4), ``labels``
 (D,) int64, ``scores`` (D,), and for Mask R-CNN ``masks`` (D, 1, M, M), the
 mask head's probabilities of each detection's class inside its box (paste
-them with `detcore.ops.paste_masks`, as `detcore.export.paste` does).
+them with `detcore.ops.paste_masks`), and for keypoint R-CNN
+``keypoint_heatmaps`` (D, K, S, S), decoded outside the graph into
+``keypoints`` and ``keypoints_scores`` with
+`detcore.export.decode_keypoints` (the decoding resizes each heatmap to its
+box's size in pixels: a per-box, data-dependent shape no exporter takes).
 
 The wrapper reuses the model's modules and weights; only the steps whose
 eager code branches on data (empty-level checks, per-box Python loops) or
@@ -74,11 +78,6 @@ class ExportWrapper(nn.Module):
         super().__init__()
         if not isinstance(model, (GeneralizedRCNN, RetinaNet)):
             raise TypeError(f"model: expected a detcore detector, got {type(model).__name__}")
-        if isinstance(model, GeneralizedRCNN) and model.roi_heads.has_keypoint:
-            raise ValueError(
-                "model: keypoint R-CNN cannot be exported: its heatmap decoding resizes each heatmap to its "
-                "box's size in pixels, a data-dependent shape"
-            )
         self.model = model.eval()
         t = model.transform
         self.register_buffer("mean", torch.tensor(t.image_mean, dtype=torch.float32)[None, :, None, None])
@@ -102,6 +101,8 @@ class ExportWrapper(nn.Module):
         names = ["boxes", "labels", "scores"]
         if isinstance(self.model, GeneralizedRCNN) and self.model.roi_heads.has_mask:
             names.append("masks")
+        if isinstance(self.model, GeneralizedRCNN) and self.model.roi_heads.has_keypoint:
+            names.append("keypoint_heatmaps")
         return names
 
     def _anchors(self, feats, h, w):
@@ -177,12 +178,15 @@ class ExportWrapper(nn.Module):
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = ops.batched_nms(boxes, scores, labels, heads.nms_thresh)[: heads.detections_per_img]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        if not heads.has_mask:
-            return boxes, labels, scores
-        logits = heads.mask_predictor(heads.mask_head(self._pool(heads.mask_pooler, features, boxes)))
-        rows = torch.arange(logits.shape[0])
-        masks = torch.sigmoid(logits[rows, labels])[:, None]
-        return boxes, labels, scores, masks
+        out = (boxes, labels, scores)
+        if heads.has_mask:
+            logits = heads.mask_predictor(heads.mask_head(self._pool(heads.mask_pooler, features, boxes)))
+            rows = torch.arange(logits.shape[0])
+            out += (torch.sigmoid(logits[rows, labels])[:, None],)
+        if heads.has_keypoint:
+            pooled = self._pool(heads.keypoint_pooler, features, boxes)
+            out += (heads.keypoint_predictor(heads.keypoint_head(pooled)),)
+        return out
 
     def _retinanet(self, feats, h, w):
         m = self.model

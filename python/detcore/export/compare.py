@@ -1,6 +1,7 @@
-"""The parity rule for exported detectors, written plainly: the share of
-eager's top-k detections that the exported model also gives (same label,
-IoU > 0.99, score within 1e-4)."""
+"""The parity rule for two detectors' outputs (an exported model against
+eager, detcore against torchvision): the share of the reference's top-k
+detections that the other also gives (same label, IoU > 0.99, score within
+1e-4)."""
 
 import numpy as np
 
