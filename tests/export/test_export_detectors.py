@@ -31,9 +31,14 @@ SIZES = {
 
 def _build(name):
     lo, hi = SIZES[name]
-    # score threshold 0: random tiny models score low; keep every detection
-    extra = {"score_thresh": 0.0} if name.startswith("retina") else {"box_score_thresh": 0.0}
-    return build(name, min_size=lo, max_size=hi, **extra).eval()
+    if not name.startswith("retina"):
+        # score threshold 0: random tiny R-CNNs score low; keep every detection
+        return build(name, min_size=lo, max_size=hi, box_score_thresh=0.0).eval()
+    model = build(name, min_size=lo, max_size=hi).eval()
+    with torch.no_grad():  # spread the scores: at the prior all are ~0.01, near-ties everywhere
+        model.head.cls_logits.bias.normal_(0, 1)
+        model.head.cls_logits.weight.normal_(0, 1.0)
+    return model
 
 
 def _inputs(name, h, w, rng):
