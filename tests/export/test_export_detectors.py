@@ -35,9 +35,11 @@ def _build(name):
         # score threshold 0: random tiny R-CNNs score low; keep every detection
         return build(name, min_size=lo, max_size=hi, box_score_thresh=0.0).eval()
     model = build(name, min_size=lo, max_size=hi).eval()
-    with torch.no_grad():  # spread the scores: at the prior all are ~0.01, near-ties everywhere
+    with torch.no_grad():  # spread the scores: at init they are ~0.01 everywhere, near-ties that rounding reorders
+        for conv in model.head.cls_tower:
+            conv.weight.normal_(0, 0.15)
         model.head.cls_logits.bias.normal_(0, 1)
-        model.head.cls_logits.weight.normal_(0, 1.0)
+        model.head.cls_logits.weight.normal_(0, 0.3)
     return model
 
 
