@@ -15,6 +15,7 @@ from typing import List, Optional
 
 RUNNER = "bench_ops.py"
 DETECTORS = "bench_detectors.py"
+MODELS = "bench_models.py"
 
 
 def find_benchmarks_dir() -> Optional[str]:
@@ -43,9 +44,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 f"benchmarks/{RUNNER} found from the current folder; run it inside the checkout "
                                 "or set DETCORE_BENCHMARKS=/path/to/detcore/benchmarks")
     argv = list(argv or [])
-    # `detcore bench detectors ...`: the detectors' test-time table (benchmarks/bench_detectors.py)
-    runner, name = (DETECTORS, "detcore_bench_detectors") if argv[:1] == ["detectors"] else (RUNNER, "detcore_bench_ops")
-    if runner == DETECTORS:
+    # `detcore bench detectors ...`: the detectors' test-time table (benchmarks/bench_detectors.py);
+    # `detcore bench models ...`: whole detectors against torchvision's and ONNX (benchmarks/bench_models.py)
+    runners = {"detectors": (DETECTORS, "detcore_bench_detectors"), "models": (MODELS, "detcore_bench_models")}
+    runner, name = runners.get(argv[0], (RUNNER, "detcore_bench_ops")) if argv else (RUNNER, "detcore_bench_ops")
+    if runner != RUNNER:
         argv = argv[1:]
     spec = importlib.util.spec_from_file_location(name, os.path.join(directory, runner))
     module = importlib.util.module_from_spec(spec)

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="detect objects in images; write pictures and JSON")
     _add_common(p, output_required=True)
-    p.add_argument("--weights", required=True, help="a detcore checkpoint")
+    p.add_argument("--weights", default=None, help="a detcore checkpoint (or --onnx)")
+    p.add_argument("--onnx", default=None, help="an ONNX file of `detcore export`, run in onnxruntime instead")
     p.add_argument("images", nargs="+", help="image files, folders of images, or glob patterns ('photos/*.jpg')")
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--max-detections", type=int, default=None, metavar="N",
@@ -125,7 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_command_arguments(p)
     p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
 
-    p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py); `bench detectors`: the detectors' test-time table")
+    p = sub.add_parser("export", help="export a checkpoint's detector to ONNX (standard operators)")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--checkpoint", required=True, help="a detcore checkpoint of that model")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="example input size traced (H and W stay dynamic in the graph)")
+    p.add_argument("--no-fuse", action="store_true", help="keep the batch norms unfolded")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+
+    p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py); `bench detectors`: the "
+                                     "detectors' test-time table; `bench models`: whole detectors against torchvision")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/bench_ops.py")
     return parser
 
@@ -283,8 +294,20 @@ def cmd_proposals(args):
     return run(args, log)
 
 
+def cmd_export(args):
+    _prepare(args)
+    from detcore.export.command import ExportUsageError, export_checkpoint
+
+    try:
+        path = export_checkpoint(args.model, args.checkpoint, args.output, args.image_size, fuse=not args.no_fuse)
+    except ExportUsageError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {path}")
+    return 0
+
+
 _COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "bench": cmd_bench,
-             "proposals": cmd_proposals}
+             "proposals": cmd_proposals, "export": cmd_export}
 
 
 if __name__ == "__main__":

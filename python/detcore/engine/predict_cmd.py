@@ -47,7 +47,17 @@ def run(args) -> int:
         raise UsageError(f"--max-detections: expected a number >= 0, got {args.max_detections}")
     images = expand_inputs(args.images)
     device = setup_device(args.device)
-    model, meta = load_checkpoint_model(args.weights, args.model, {}, device)
+    if (args.weights is None) == (getattr(args, "onnx", None) is None):
+        raise UsageError("pass one of --weights CKPT and --onnx FILE")
+    if args.weights is None:
+        from ..export.command import ExportUsageError, load_onnx_detector
+
+        try:
+            model, meta = load_onnx_detector(args.onnx)
+        except ExportUsageError as e:
+            raise UsageError(str(e)) from None
+    else:
+        model, meta = load_checkpoint_model(args.weights, args.model, {}, device)
     proposals_of = image_proposals(model, args.model or meta.get("model"), args.proposals, args.proposal_cache)
     class_names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
     category_ids = meta.get("category_ids") or list(range(1, meta["num_classes"]))

@@ -33,6 +33,24 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+def fold_frozen_bn(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> nn.Conv2d:
+    """A convolution computing ``bn(conv(x))`` in one step (for inference):
+    the weights scaled per output channel, the shift as its bias. Folded in
+    float64, then cast back, so the fused layer rounds once, not twice."""
+    scale = bn.weight.double() * (bn.running_var.double() + bn.eps).rsqrt()
+    shift = bn.bias.double() - bn.running_mean.double() * scale
+    bias = shift if conv.bias is None else conv.bias.double() * scale + shift
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    fused = fused.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight.double() * scale.reshape(-1, 1, 1, 1))
+        fused.bias.copy_(bias)
+    fused.weight.requires_grad_(conv.weight.requires_grad)
+    fused.bias.requires_grad_(conv.weight.requires_grad)
+    return fused
+
+
 def set_frozen_bn_eps(model: nn.Module, eps: float) -> None:
     """Set the eps of every FrozenBatchNorm2d in `model`."""
     for m in model.modules():

@@ -8,7 +8,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..layers import FrozenBatchNorm2d
+from ..layers import FrozenBatchNorm2d, fold_frozen_bn
 
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
@@ -32,6 +32,16 @@ class Bottleneck(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), FrozenBatchNorm2d(out_ch, bn_eps)
             )
+
+    def fold_batch_norms(self) -> None:
+        """Fold each frozen batch norm into its convolution (inference)."""
+        for i in (1, 2, 3):
+            conv, bn = getattr(self, f"conv{i}"), getattr(self, f"bn{i}")
+            if isinstance(bn, FrozenBatchNorm2d):
+                setattr(self, f"conv{i}", fold_frozen_bn(conv, bn))
+                setattr(self, f"bn{i}", nn.Identity())
+        if self.downsample is not None and isinstance(self.downsample[1], FrozenBatchNorm2d):
+            self.downsample = nn.Sequential(fold_frozen_bn(self.downsample[0], self.downsample[1]), nn.Identity())
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -93,6 +103,15 @@ class ResNet(nn.Module):
         for name, p in self.named_parameters():
             if not any(name.startswith(t) for t in trainable):
                 p.requires_grad_(False)
+
+    def fold_batch_norms(self) -> None:
+        """Fold every frozen batch norm into its convolution (inference)."""
+        if isinstance(self.bn1, FrozenBatchNorm2d):
+            self.conv1 = fold_frozen_bn(self.conv1, self.bn1)
+            self.bn1 = nn.Identity()
+        for module in self.modules():
+            if isinstance(module, Bottleneck):
+                module.fold_batch_norms()
 
     def forward(self, x: torch.Tensor):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

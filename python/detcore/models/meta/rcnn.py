@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..fuse import fuse
 from ..transform import Transform, _scale_xy
 from ..validation import check_images, check_targets
 
@@ -40,6 +41,11 @@ class GeneralizedRCNN(nn.Module):
         for i, p in enumerate(proposals):
             if not isinstance(p, torch.Tensor) or p.dim() != 2 or p.shape[-1] != 4:
                 raise ValueError(f"proposals[{i}]: expected a (P, 4) tensor, got {getattr(p, 'shape', type(p))}")
+
+    def fuse(self):
+        """Fold the frozen batch norms into the convolutions for inference
+        (see detcore.models.fuse); returns the model, in eval mode."""
+        return fuse(self)
 
     def forward(self, images, targets=None, proposals=None):
         check_images(images)

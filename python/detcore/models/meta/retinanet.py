@@ -12,6 +12,7 @@ from torch import nn
 
 from ... import ops
 from ..box_ops import BoxCoder, clip_boxes
+from ..fuse import fuse
 from ..proposal.rpn import flatten_level
 from ..roi_heads.matching import BETWEEN, Matcher
 from ..transform import Transform
@@ -91,6 +92,11 @@ class RetinaNet(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
+
+    def fuse(self):
+        """Fold the frozen batch norms into the convolutions for inference
+        (see detcore.models.fuse); returns the model, in eval mode."""
+        return fuse(self)
 
     def forward(self, images, targets=None):
         check_images(images)

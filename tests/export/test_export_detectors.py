@@ -1,0 +1,136 @@
+"""Every exportable detector, tiny: torch.export round trip at two image
+sizes (1e-5 of eager), ONNX in onnxruntime (>= 98% of eager's top-50
+detections matched), no custom-domain node in the graph."""
+
+import detcore
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from detcore.export import (
+    check_image_size,
+    decode_keypoints,
+    export_program,
+    min_image_size,
+    program_to_onnx,
+)
+from detcore.export.compare import matched_fraction
+from detcore.export.torch_export import example_inputs
+from tiny_models import build, needs_proposals
+
+# sizes at which the eager transform keeps the image as it is (scale 1)
+SIZES = {
+    "faster_rcnn_r50_fpn": (96, 160),
+    "mask_rcnn_r50_fpn": (96, 160),
+    "keypoint_rcnn_r50_fpn": (96, 160),
+    "retinanet_r50_fpn": (160, 224),
+    "fast_rcnn_vgg16": (64, 96),
+}
+
+
+def _build(name):
+    lo, hi = SIZES[name]
+    if not name.startswith("retina"):
+        # score threshold 0: random tiny R-CNNs score low; keep every detection
+        return build(name, min_size=lo, max_size=hi, box_score_thresh=0.0).eval()
+    model = build(name, min_size=lo, max_size=hi).eval()
+    with torch.no_grad():  # spread the scores: at init they are ~0.01 everywhere, near-ties that rounding reorders
+        for conv in model.head.cls_tower:
+            conv.weight.normal_(0, 0.15)
+        model.head.cls_logits.bias.normal_(0, 1)
+        model.head.cls_logits.weight.normal_(0, 0.3)
+    return model
+
+
+def _inputs(name, h, w, rng):
+    image = torch.tensor(rng.uniform(0, 1, (1, 3, h, w)), dtype=torch.float32)
+    if not needs_proposals(name):
+        return (image,)
+    xy = rng.uniform(0, [w * 0.7, h * 0.7], (30, 2))
+    wh = rng.uniform(6, [w * 0.5, h * 0.5], (30, 2))
+    return image, torch.tensor(np.concatenate([xy, xy + wh], 1), dtype=torch.float32)
+
+
+def _eager(model, name, inputs):
+    with torch.no_grad():
+        if needs_proposals(name):
+            return model([inputs[0][0]], proposals=[inputs[1]])[0]
+        return model([inputs[0][0]])[0]
+
+
+@pytest.fixture(scope="module", params=sorted(SIZES))
+def exported(request, tmp_path_factory):
+    name = request.param
+    torch.manual_seed(0)
+    model = _build(name)
+    program, wrapper = export_program(model)
+    path = program_to_onnx(program, example_inputs(wrapper), wrapper.output_names,
+                           tmp_path_factory.mktemp("onnx") / f"{name}.onnx")
+    return name, model, wrapper, program, path
+
+
+def test_torch_export_round_trip(exported, rng):
+    name, model, _, program, _ = exported
+    lo, hi = SIZES[name]
+    for h, w in ((lo, hi), (hi, lo)):
+        inputs = _inputs(name, h, w, rng)
+        ref = _eager(model, name, inputs)
+        with torch.no_grad():
+            out = program.module()(*inputs)
+        assert len(ref["boxes"]) > 0
+        torch.testing.assert_close(out[0], ref["boxes"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out[1], ref["labels"])
+        torch.testing.assert_close(out[2], ref["scores"], rtol=0, atol=1e-5)
+        if "masks" in ref:
+            pasted = detcore.ops.paste_masks(out[3][:, 0], out[0], (h, w), threshold=model.transform.mask_threshold)
+            torch.testing.assert_close(pasted, ref["masks"][:, 0].bool())
+        if "keypoints" in ref:
+            kps, kp_scores = decode_keypoints(out[3], out[0])
+            torch.testing.assert_close(kps, ref["keypoints"], rtol=0, atol=1e-5)
+            torch.testing.assert_close(kp_scores, ref["keypoints_scores"], rtol=0, atol=1e-5)
+
+
+def test_onnx_graph_is_standard(exported):
+    path = exported[4]
+    graph = onnx.load(str(path)).graph
+    assert {node.domain for node in graph.node} <= {"", "ai.onnx"}
+    assert graph.input[0].name == "images"
+    assert [o.name for o in graph.output][:3] == ["boxes", "labels", "scores"]
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_value == 1 and dims[1].dim_value == 3
+    assert not dims[2].HasField("dim_value") and not dims[3].HasField("dim_value")  # H and W dynamic
+
+
+def test_onnxruntime_gives_eager_detections(exported, rng):
+    name, model, _, _, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    lo, hi = SIZES[name]
+    for h, w in ((lo, hi), (hi, lo)):
+        inputs = _inputs(name, h, w, rng)
+        ref = _eager(model, name, inputs)
+        feeds = dict(zip(["images", "proposals"], (x.numpy() for x in inputs)))
+        out = session.run(None, feeds)
+        assert len(ref["boxes"]) > 0
+        frac = matched_fraction((ref["boxes"], ref["labels"], ref["scores"]), out[:3])
+        assert frac >= 0.98, (name, h, w, frac)
+        if "masks" in ref:
+            pasted = detcore.ops.paste_masks(torch.from_numpy(out[3][:, 0]), torch.from_numpy(out[0]), (h, w),
+                                             threshold=model.transform.mask_threshold)
+            n = min(len(pasted), len(ref["masks"]))
+            agree = (pasted[:n] == ref["masks"][:n, 0].bool()).float().mean().item()
+            assert agree >= 0.99, agree
+        if "keypoints" in ref:
+            kps, kp_scores = decode_keypoints(torch.from_numpy(out[3]), torch.from_numpy(out[0]))
+            n = min(len(kps), len(ref["keypoints"]))
+            torch.testing.assert_close(kps[:n], ref["keypoints"][:n], rtol=0, atol=1e-3)
+            torch.testing.assert_close(kp_scores[:n], ref["keypoints_scores"][:n], rtol=0, atol=1e-4)
+
+
+def test_image_size_must_be_a_valid_multiple():
+    model = _build("faster_rcnn_r50_fpn")
+    lo = min_image_size(model)
+    assert check_image_size(model, (lo, lo + 32)) == (lo, lo + 32)
+    for bad in ((lo + 1, lo), (lo, 100), (32, lo), (lo,), "big"):
+        with pytest.raises(ValueError, match="image_size"):
+            check_image_size(model, bad)
