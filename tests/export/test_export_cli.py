@@ -31,7 +31,7 @@ def checkpoint(tmp_path_factory):
 def _items(path):
     with open(path) as f:
         dets = json.load(f)[0]["detections"]
-    return (np.array([d["box_xyxy"] for d in dets]).reshape(-1, 4), np.array([d["label_id"] for d in dets]),
+    return (np.array([d["box_xyxy"] for d in dets]).reshape(-1, 4), np.array([d["category_id"] for d in dets]),
             np.array([d["score"] for d in dets]))
 
 

@@ -57,7 +57,7 @@ def test_every_op_exports_with_dynamic_sizes(rng):
     targets = {node.target for node in program.graph.nodes if node.op == "call_function"}
     names = {str(t) for t in targets}
     for op in ("nms", "batched_nms", "roi_align", "roi_pool", "box_iou", "encode_boxes", "decode_boxes",
-               "grid_anchors", "paste_masks", "sigmoid_focal_loss"):
+               "make_anchors", "paste_masks", "sigmoid_focal_loss"):
         assert f"detcore.{op}.default" in names, op
     # nms's kept count is data-dependent: an unbacked size, not the input's
     nms_node = next(nd for nd in program.graph.nodes if str(nd.target) == "detcore.nms.default")
