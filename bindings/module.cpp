@@ -32,4 +32,6 @@ PYBIND11_MODULE(_C, m) {
   bind_box_coding(m);
   bind_focal_loss(m);
   bind_paste_masks(m);
+  bind_box_iou_variants(m);
+  bind_soft_nms(m);
 }

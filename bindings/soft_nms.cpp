@@ -1,0 +1,57 @@
+#include <optional>
+#include <string>
+
+#include "detcore/errors.h"
+#include "detcore/ops/soft_nms.h"
+#include "ops.h"
+#include "tensor_arg.h"
+
+namespace detcore::bindings {
+namespace {
+
+SoftNMSParams make_params(const std::string& method, double iou_threshold, double sigma, double score_threshold) {
+  SoftNMSParams params;
+  if (method == "gaussian") {
+    params.method = SoftNMSMethod::Gaussian;
+  } else if (method == "linear") {
+    params.method = SoftNMSMethod::Linear;
+  } else {
+    throw_value_error("method: expected 'gaussian' or 'linear', got '", method, "'");
+  }
+  params.iou_threshold = iou_threshold;
+  params.sigma = sigma;
+  params.score_threshold = score_threshold;
+  return params;
+}
+
+}  // namespace
+
+void bind_soft_nms(py::module_& m) {
+  m.def(
+      "soft_nms_workspace_bytes",
+      [](int64_t num_boxes, bool cuda, int device_index) {
+        return detcore::soft_nms_workspace_bytes(SoftNMSParams{},
+                                                 Device{cuda ? DeviceKind::CUDA : DeviceKind::CPU, device_index},
+                                                 DType::Float64, num_boxes);
+      },
+      py::arg("num_boxes"), py::arg("cuda") = false, py::arg("device_index") = 0);
+  m.def(
+      "soft_nms",
+      [](const std::string& method, double iou_threshold, double sigma, double score_threshold, py::handle boxes,
+         py::handle scores, py::handle idxs, py::handle keep, py::handle out_scores, py::handle workspace,
+         std::uintptr_t stream) {
+        const auto params = make_params(method, iou_threshold, sigma, score_threshold);
+        TensorArg b(boxes, "boxes"), s(scores, "scores"), k(keep, "keep", true), o(out_scores, "out_scores", true),
+            w(workspace, "workspace", true);
+        std::optional<TensorArg> i;
+        if (!idxs.is_none()) i.emplace(idxs, "idxs");
+        py::gil_scoped_release no_gil;
+        return detcore::soft_nms(params, b, s, i ? &i->ref() : nullptr, k, o, w, reinterpret_cast<Stream>(stream));
+      },
+      py::arg("method"), py::arg("iou_threshold"), py::arg("sigma"), py::arg("score_threshold"), py::arg("boxes"),
+      py::arg("scores"), py::arg("idxs"), py::arg("keep"), py::arg("out_scores"), py::arg("workspace"),
+      py::arg("stream") = 0,
+      "Writes the kept indices and their decayed scores into keep[:count], out_scores[:count]; returns count.");
+}
+
+}  // namespace detcore::bindings
