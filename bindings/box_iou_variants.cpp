@@ -1,8 +1,9 @@
+#include "detcore/ops/box_iou_variants.h"
+
 #include <optional>
 #include <string>
 
 #include "detcore/errors.h"
-#include "detcore/ops/box_iou_variants.h"
 #include "ops.h"
 #include "tensor_arg.h"
 

@@ -1,8 +1,9 @@
+#include "detcore/ops/soft_nms.h"
+
 #include <optional>
 #include <string>
 
 #include "detcore/errors.h"
-#include "detcore/ops/soft_nms.h"
 #include "ops.h"
 #include "tensor_arg.h"
 

@@ -23,8 +23,7 @@ __global__ void pairwise_kernel(const T* __restrict__ boxes1, const T* __restric
                                 acc_t<T> eps, T* __restrict__ out) {
   using A = acc_t<T>;
   const int64_t total = n * m;
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total;
-       k += int64_t{blockDim.x} * gridDim.x) {
+  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total; k += int64_t{blockDim.x} * gridDim.x) {
     const int64_t i = k / m;
     const int64_t j = k - i * m;
     const auto a = math::load_box<A>(boxes1 + 4 * i);
@@ -34,12 +33,13 @@ __global__ void pairwise_kernel(const T* __restrict__ boxes1, const T* __restric
 }
 
 template <IoUVariant V, typename T>
-__global__ void loss_kernel(const T* __restrict__ b1, const T* __restrict__ b2, int64_t n, acc_t<T> eps,
-                            bool reduce, T* __restrict__ loss, acc_t<T>* __restrict__ partials) {
+__global__ void loss_kernel(const T* __restrict__ b1, const T* __restrict__ b2, int64_t n, acc_t<T> eps, bool reduce,
+                            T* __restrict__ loss, acc_t<T>* __restrict__ partials) {
   using A = acc_t<T>;
   A sum = A(0);
   for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < n; k += int64_t{blockDim.x} * gridDim.x) {
-    const A l = math::box_iou_loss_term<V, false>(math::load_box<A>(b1 + 4 * k), math::load_box<A>(b2 + 4 * k), eps).loss;
+    const A l =
+        math::box_iou_loss_term<V, false>(math::load_box<A>(b1 + 4 * k), math::load_box<A>(b2 + 4 * k), eps).loss;
     if (reduce) {
       sum += l;
     } else {
@@ -92,9 +92,15 @@ __global__ void backward_kernel(const T* __restrict__ b1, const T* __restrict__ 
 template <typename Fn>
 void with_variant(IoUVariant variant, Fn&& fn) {
   switch (variant) {
-    case IoUVariant::Generalized: fn(std::integral_constant<IoUVariant, IoUVariant::Generalized>{}); break;
-    case IoUVariant::Distance: fn(std::integral_constant<IoUVariant, IoUVariant::Distance>{}); break;
-    case IoUVariant::Complete: fn(std::integral_constant<IoUVariant, IoUVariant::Complete>{}); break;
+    case IoUVariant::Generalized:
+      fn(std::integral_constant<IoUVariant, IoUVariant::Generalized>{});
+      break;
+    case IoUVariant::Distance:
+      fn(std::integral_constant<IoUVariant, IoUVariant::Distance>{});
+      break;
+    case IoUVariant::Complete:
+      fn(std::integral_constant<IoUVariant, IoUVariant::Complete>{});
+      break;
   }
 }
 
@@ -147,8 +153,7 @@ void box_iou_loss_forward(const BoxIoULossParams& params, const TensorRef& boxes
 }
 
 void box_iou_loss_backward(const BoxIoULossParams& params, const TensorRef& boxes1, const TensorRef& boxes2,
-                           const TensorRef& grad_loss, const TensorRef& grad1, const TensorRef& grad2,
-                           Stream stream) {
+                           const TensorRef& grad_loss, const TensorRef& grad1, const TensorRef& grad2, Stream stream) {
   DeviceGuard guard(boxes1);
   const int64_t n = boxes1.size(0);
   DETCORE_DISPATCH_CUDA_FLOATING(boxes1.dtype, "box_iou_loss_backward", [&] {

@@ -22,9 +22,9 @@ constexpr int kThreads = 1024;
 constexpr int64_t kAlign = 64;
 
 struct Layout {
-  void* scores;     // current scores, acc_t (8-byte slots)
-  uint8_t* alive;   // 1 while a box remains
-  int64_t* count;   // kept boxes
+  void* scores;    // current scores, acc_t (8-byte slots)
+  uint8_t* alive;  // 1 while a box remains
+  int64_t* count;  // kept boxes
 };
 
 int64_t round_up(int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
@@ -40,7 +40,7 @@ Layout layout(void* base, int64_t n) {
 
 template <typename K>
 struct Candidate {
-  K key;        // math::nms_sort_key of the score: smaller goes first
+  K key;          // math::nms_sort_key of the score: smaller goes first
   int64_t index;  // ties: lower index; none: max
 };
 
@@ -68,7 +68,7 @@ __device__ Candidate<K> block_first(Candidate<K> c) {
   __syncthreads();
   if (warp == 0) {
     c = lane < int(blockDim.x / 32) ? Candidate<K>{keys[lane], indices[lane]}
-                                     : Candidate<K>{std::numeric_limits<K>::max(), std::numeric_limits<int64_t>::max()};
+                                    : Candidate<K>{std::numeric_limits<K>::max(), std::numeric_limits<int64_t>::max()};
     for (int offset = 16; offset > 0; offset /= 2) {
       const Candidate<K> other{__shfl_down_sync(0xffffffffu, c.key, offset),
                                __shfl_down_sync(0xffffffffu, c.index, offset)};

@@ -103,8 +103,7 @@ void box_iou_loss_forward(const BoxIoULossParams& params, const TensorRef& boxes
 }
 
 void box_iou_loss_backward(const BoxIoULossParams& params, const TensorRef& boxes1, const TensorRef& boxes2,
-                           const TensorRef& grad_loss, const TensorRef& grad1, const TensorRef& grad2,
-                           Stream stream) {
+                           const TensorRef& grad_loss, const TensorRef& grad1, const TensorRef& grad2, Stream stream) {
   const int64_t n = check_pairs(params, boxes1, boxes2);
   check_per_pair(grad_loss, "grad_loss", params, boxes1, n);
   check_output(grad1, "grad1", boxes1);

@@ -39,7 +39,11 @@ def reference(variant, boxes1, boxes2, eps=1e-7):
             centre = ((p[0] + p[2]) / 2 - (g[0] + g[2]) / 2) ** 2 + ((p[1] + p[3]) / 2 - (g[1] + g[3]) / 2) ** 2
             loss = 1 - iou + centre / (cw**2 + ch**2 + (1e-7 if variant == "complete" else eps))
             if variant == "complete":
-                v = 4 / math.pi**2 * (math.atan((g[2] - g[0]) / (g[3] - g[1])) - math.atan((p[2] - p[0]) / (p[3] - p[1]))) ** 2
+                v = (
+                    4
+                    / math.pi**2
+                    * (math.atan((g[2] - g[0]) / (g[3] - g[1])) - math.atan((p[2] - p[0]) / (p[3] - p[1]))) ** 2
+                )
                 loss += v / (1 - iou + v + eps) * v
             out.append(loss)
     return np.array(out, dtype=np.float64)
@@ -66,14 +70,18 @@ def test_random_pairs_match_reference(rng, variant, reduction, dtype, rtol):
     b1, b2 = pairs(rng, 41, dtype)
     out = LOSSES[variant](b1, b2, reduction=reduction)
     assert out.dtype == dtype and out.shape == ((41,) if reduction == "none" else ())
-    np.testing.assert_allclose(out, reduce(reference(variant, b1, b2), reduction), rtol=rtol, atol=1e-6 * (dtype == np.float32))
+    np.testing.assert_allclose(
+        out, reduce(reference(variant, b1, b2), reduction), rtol=rtol, atol=1e-6 * (dtype == np.float32)
+    )
 
 
 @pytest.mark.parametrize("variant", list(LOSSES))
 def test_eps_and_any_leading_shape(rng, variant):
     b1, b2 = pairs(rng, 6)
     expected = reference(variant, b1, b2, eps=0.5)
-    np.testing.assert_allclose(LOSSES[variant](b1.reshape(2, 3, 4), b2.reshape(2, 3, 4), eps=0.5), expected.reshape(2, 3))
+    np.testing.assert_allclose(
+        LOSSES[variant](b1.reshape(2, 3, 4), b2.reshape(2, 3, 4), eps=0.5), expected.reshape(2, 3)
+    )
     single = LOSSES[variant](b1[0], b2[0], eps=0.5)
     assert single.shape == () and single == pytest.approx(expected[0])
 

@@ -37,7 +37,11 @@ def reference(variant, boxes1, boxes2, eps=1e-7):
                 if variant == "distance":
                     out[i, j] = diou
                     continue
-                v = 4 / math.pi**2 * (np.arctan((a[2] - a[0]) / (a[3] - a[1])) - np.arctan((b[2] - b[0]) / (b[3] - b[1]))) ** 2
+                v = (
+                    4
+                    / math.pi**2
+                    * (np.arctan((a[2] - a[0]) / (a[3] - a[1])) - np.arctan((b[2] - b[0]) / (b[3] - b[1]))) ** 2
+                )
                 out[i, j] = diou - v / (1 - iou + v + eps) * v
     return out
 

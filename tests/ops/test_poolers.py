@@ -13,7 +13,9 @@ from detcore.ops import MultiScaleRoIAlign, roi_align  # noqa: E402
 
 def features(rng):
     sizes = [(48, 64), (24, 32), (12, 16), (6, 8)]
-    return OrderedDict((str(k), torch.from_numpy(rng.standard_normal((2, 3) + s).astype(np.float32))) for k, s in enumerate(sizes))
+    return OrderedDict(
+        (str(k), torch.from_numpy(rng.standard_normal((2, 3) + s).astype(np.float32))) for k, s in enumerate(sizes)
+    )
 
 
 def per_image_boxes(rng, counts, size=(190, 250)):
@@ -50,7 +52,9 @@ def test_matches_the_level_rule(rng, names, output_size, sampling_ratio, canonic
     x = features(rng)
     boxes = per_image_boxes(rng, [13, 9])
     shapes = [(192, 256), (180, 250)]
-    pooler = MultiScaleRoIAlign(names, output_size, sampling_ratio, canonical_scale=canonical[0], canonical_level=canonical[1])
+    pooler = MultiScaleRoIAlign(
+        names, output_size, sampling_ratio, canonical_scale=canonical[0], canonical_level=canonical[1]
+    )
     out = pooler(x, boxes, shapes)
     size = output_size if isinstance(output_size, tuple) else (output_size, output_size)
     assert out.shape == (22, 3) + size

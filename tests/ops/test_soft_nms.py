@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detcore.ops import batched_soft_nms, soft_nms
-from helpers import DLPackArray, edge_case_boxes, random_boxes
+from helpers import DLPackArray, edge_case_boxes
 
 try:
     import torch
@@ -29,6 +29,7 @@ def reference(boxes, scores, iou_threshold=0.3, sigma=0.5, score_threshold=0.001
     classes = [0] * len(boxes) if idxs is None else [int(c) for c in idxs]
     keep, kept_scores = [], []
     while remaining:
+
         def rank(i):
             s = remaining[i]
             return (1, 0.0, i) if math.isnan(s) else (0, -s, i)
@@ -106,7 +107,9 @@ def test_known_decays():
 
 
 def test_ties_keep_the_lower_index_and_nan_scores_come_last():
-    boxes = np.array([[0, 0, 10, 10], [100, 0, 110, 10], [200, 0, 210, 10], [300, 0, 310, 10], [0, 0, 10, 10]], dtype=np.float64)
+    boxes = np.array(
+        [[0, 0, 10, 10], [100, 0, 110, 10], [200, 0, 210, 10], [300, 0, 310, 10], [0, 0, 10, 10]], dtype=np.float64
+    )
     scores = np.array([0.5, np.nan, 0.5, 0.7, np.nan])
     keep, s = soft_nms(boxes, scores)
     np.testing.assert_array_equal(keep, [3, 0, 2, 1, 4])
@@ -119,7 +122,7 @@ def test_ties_keep_the_lower_index_and_nan_scores_come_last():
 def test_score_threshold_drops_boxes_initially_and_after_decay():
     boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]], dtype=np.float64)
     scores = np.array([0.9, 0.8, 0.0005])
-    keep, s = soft_nms(boxes, scores, method="linear", iou_threshold=0.3, score_threshold=0.001)
+    keep, _ = soft_nms(boxes, scores, method="linear", iou_threshold=0.3, score_threshold=0.001)
     np.testing.assert_array_equal(keep, [0])  # box 1 decays to 0, box 2 starts below
     keep, _ = soft_nms(boxes, scores, method="linear", score_threshold=-math.inf)
     np.testing.assert_array_equal(keep, [0, 2, 1])
@@ -163,7 +166,10 @@ class TestTorch:
         idxs = rng.integers(0, 3, 40)
         expected = batched_soft_nms(boxes, scores, idxs)
         tb, ts, ti = torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(idxs)
-        for got in (batched_soft_nms(tb, ts, ti), torch.jit.script(batched_soft_nms)(tb, ts, ti, 0.3, 0.5, 0.001, "gaussian")):
+        for got in (
+            batched_soft_nms(tb, ts, ti),
+            torch.jit.script(batched_soft_nms)(tb, ts, ti, 0.3, 0.5, 0.001, "gaussian"),
+        ):
             assert isinstance(got[0], torch.Tensor)
             np.testing.assert_array_equal(got[0].numpy(), expected[0])
             np.testing.assert_array_equal(got[1].numpy(), expected[1])

@@ -20,6 +20,5 @@ void pairwise_box_iou(const PairwiseIoUParams& params, const TensorRef& boxes1, 
 void box_iou_loss_forward(const BoxIoULossParams& params, const TensorRef& boxes1, const TensorRef& boxes2,
                           const TensorRef& loss, const TensorRef* workspace, Stream stream);
 void box_iou_loss_backward(const BoxIoULossParams& params, const TensorRef& boxes1, const TensorRef& boxes2,
-                           const TensorRef& grad_loss, const TensorRef& grad1, const TensorRef& grad2,
-                           Stream stream);
+                           const TensorRef& grad_loss, const TensorRef& grad1, const TensorRef& grad2, Stream stream);
 }  // namespace detcore::cuda

@@ -6,10 +6,11 @@
 // branch-free and vectorizes; rows are spread over threads.
 // Loss Sum / Mean are deterministic: fixed chunks summed in double, the chunk
 // sums added in chunk order whatever the thread count.
+#include "backend/box_iou_variants.h"
+
 #include <algorithm>
 #include <vector>
 
-#include "backend/box_iou_variants.h"
 #include "detcore/parallel.h"
 #include "dispatch.h"
 
@@ -62,16 +63,21 @@ void pairwise_kernel(const T* boxes1, int64_t n, const T* boxes2, int64_t m, T e
 }
 
 template <typename T>
-void pairwise(const PairwiseIoUParams& params, const TensorRef& boxes1, const TensorRef& boxes2,
-              const TensorRef& out) {
+void pairwise(const PairwiseIoUParams& params, const TensorRef& boxes1, const TensorRef& boxes2, const TensorRef& out) {
   const T* b1 = boxes1.ptr<const T>();
   const T* b2 = boxes2.ptr<const T>();
   const int64_t n = boxes1.size(0), m = boxes2.size(0);
   const T eps = static_cast<T>(params.eps);
   switch (params.variant) {
-    case IoUVariant::Generalized: pairwise_kernel<IoUVariant::Generalized>(b1, n, b2, m, eps, out.ptr<T>()); break;
-    case IoUVariant::Distance: pairwise_kernel<IoUVariant::Distance>(b1, n, b2, m, eps, out.ptr<T>()); break;
-    case IoUVariant::Complete: pairwise_kernel<IoUVariant::Complete>(b1, n, b2, m, eps, out.ptr<T>()); break;
+    case IoUVariant::Generalized:
+      pairwise_kernel<IoUVariant::Generalized>(b1, n, b2, m, eps, out.ptr<T>());
+      break;
+    case IoUVariant::Distance:
+      pairwise_kernel<IoUVariant::Distance>(b1, n, b2, m, eps, out.ptr<T>());
+      break;
+    case IoUVariant::Complete:
+      pairwise_kernel<IoUVariant::Complete>(b1, n, b2, m, eps, out.ptr<T>());
+      break;
   }
 }
 
@@ -137,9 +143,15 @@ void loss_forward(const BoxIoULossParams& params, const TensorRef& boxes1, const
   const T* b2 = boxes2.ptr<const T>();
   const int64_t n = boxes1.size(0);
   switch (params.variant) {
-    case IoUVariant::Generalized: loss_forward_kernel<IoUVariant::Generalized>(params, b1, b2, n, loss.ptr<T>()); break;
-    case IoUVariant::Distance: loss_forward_kernel<IoUVariant::Distance>(params, b1, b2, n, loss.ptr<T>()); break;
-    case IoUVariant::Complete: loss_forward_kernel<IoUVariant::Complete>(params, b1, b2, n, loss.ptr<T>()); break;
+    case IoUVariant::Generalized:
+      loss_forward_kernel<IoUVariant::Generalized>(params, b1, b2, n, loss.ptr<T>());
+      break;
+    case IoUVariant::Distance:
+      loss_forward_kernel<IoUVariant::Distance>(params, b1, b2, n, loss.ptr<T>());
+      break;
+    case IoUVariant::Complete:
+      loss_forward_kernel<IoUVariant::Complete>(params, b1, b2, n, loss.ptr<T>());
+      break;
   }
 }
 
@@ -153,9 +165,15 @@ void loss_backward(const BoxIoULossParams& params, const TensorRef& boxes1, cons
   T* g1 = grad1.ptr<T>();
   T* g2 = grad2.ptr<T>();
   switch (params.variant) {
-    case IoUVariant::Generalized: loss_backward_kernel<IoUVariant::Generalized>(params, b1, b2, n, g, g1, g2); break;
-    case IoUVariant::Distance: loss_backward_kernel<IoUVariant::Distance>(params, b1, b2, n, g, g1, g2); break;
-    case IoUVariant::Complete: loss_backward_kernel<IoUVariant::Complete>(params, b1, b2, n, g, g1, g2); break;
+    case IoUVariant::Generalized:
+      loss_backward_kernel<IoUVariant::Generalized>(params, b1, b2, n, g, g1, g2);
+      break;
+    case IoUVariant::Distance:
+      loss_backward_kernel<IoUVariant::Distance>(params, b1, b2, n, g, g1, g2);
+      break;
+    case IoUVariant::Complete:
+      loss_backward_kernel<IoUVariant::Complete>(params, b1, b2, n, g, g1, g2);
+      break;
   }
 }
 
@@ -163,12 +181,14 @@ void loss_backward(const BoxIoULossParams& params, const TensorRef& boxes1, cons
 
 void pairwise_box_iou(const PairwiseIoUParams& params, const TensorRef& boxes1, const TensorRef& boxes2,
                       const TensorRef& out) {
-  DETCORE_DISPATCH_FLOAT32_64(boxes1.dtype, "pairwise_box_iou", [&] { pairwise<scalar_t>(params, boxes1, boxes2, out); });
+  DETCORE_DISPATCH_FLOAT32_64(boxes1.dtype, "pairwise_box_iou",
+                              [&] { pairwise<scalar_t>(params, boxes1, boxes2, out); });
 }
 
 void box_iou_loss_forward(const BoxIoULossParams& params, const TensorRef& boxes1, const TensorRef& boxes2,
                           const TensorRef& loss) {
-  DETCORE_DISPATCH_FLOAT32_64(boxes1.dtype, "box_iou_loss", [&] { loss_forward<scalar_t>(params, boxes1, boxes2, loss); });
+  DETCORE_DISPATCH_FLOAT32_64(boxes1.dtype, "box_iou_loss",
+                              [&] { loss_forward<scalar_t>(params, boxes1, boxes2, loss); });
 }
 
 void box_iou_loss_backward(const BoxIoULossParams& params, const TensorRef& boxes1, const TensorRef& boxes2,

@@ -7,11 +7,12 @@
 // the discarded ones (keeping index order, so ties still go to the lower
 // index) and finds the next best. Groups run in parallel; their outputs are
 // merged into one decreasing score order (ties by lower index, NaN last).
+#include "backend/soft_nms.h"
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
 
-#include "backend/soft_nms.h"
 #include "detcore/parallel.h"
 #include "dispatch.h"
 

@@ -21,9 +21,7 @@ def _check_pairs(boxes1, boxes2) -> None:
     if boxes1.ndim < 1 or boxes1.shape[-1] != 4:
         raise ValueError(f"boxes1: expected an array of shape (..., 4), got shape {tuple(boxes1.shape)}")
     if tuple(boxes2.shape) != tuple(boxes1.shape):
-        raise ValueError(
-            f"boxes2: expected the shape of boxes1 {tuple(boxes1.shape)}, got shape {tuple(boxes2.shape)}"
-        )
+        raise ValueError(f"boxes2: expected the shape of boxes1 {tuple(boxes1.shape)}, got shape {tuple(boxes2.shape)}")
 
 
 def _loss_shape(boxes1, reduction: str):
@@ -41,8 +39,14 @@ def _forward(xp, variant: str, boxes1, boxes2, reduction: str, eps: float):
     nbytes = _C.box_iou_loss_workspace_bytes(variant, reduction, device.type == "cuda", device.index, n)
     workspace = xp.workspace(nbytes, like=boxes1) if nbytes else None
     _C.box_iou_loss_forward(
-        variant, reduction, eps, xp.native(b1), xp.native(b2), xp.native(loss),
-        None if workspace is None else xp.native(workspace), xp.stream(boxes1),
+        variant,
+        reduction,
+        eps,
+        xp.native(b1),
+        xp.native(b2),
+        xp.native(loss),
+        None if workspace is None else xp.native(workspace),
+        xp.stream(boxes1),
     )
     return loss.reshape(shape)
 
@@ -53,8 +57,15 @@ def _backward(xp, variant: str, boxes1, boxes2, grad_loss, reduction: str, eps: 
     grad1 = xp.empty(tuple(b1.shape), boxes1.dtype, like=boxes1)
     grad2 = xp.empty(tuple(b1.shape), boxes1.dtype, like=boxes1)
     _C.box_iou_loss_backward(
-        variant, reduction, eps, xp.native(b1), xp.native(b2), xp.native(grad_loss.reshape(-1)),
-        xp.native(grad1), xp.native(grad2), xp.stream(boxes1),
+        variant,
+        reduction,
+        eps,
+        xp.native(b1),
+        xp.native(b2),
+        xp.native(grad_loss.reshape(-1)),
+        xp.native(grad1),
+        xp.native(grad2),
+        xp.stream(boxes1),
     )
     return grad1.reshape(boxes1.shape), grad2.reshape(boxes1.shape)
 

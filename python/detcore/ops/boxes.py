@@ -225,8 +225,12 @@ def masks_to_boxes(masks: Array) -> Array:
     m = masks.astype(bool)
     rows, cols = m.any(axis=2), m.any(axis=1)
     boxes = np.stack(
-        [cols.argmax(axis=1), rows.argmax(axis=1), (w - 1) - cols[:, ::-1].argmax(axis=1),
-         (h - 1) - rows[:, ::-1].argmax(axis=1)],
+        [
+            cols.argmax(axis=1),
+            rows.argmax(axis=1),
+            (w - 1) - cols[:, ::-1].argmax(axis=1),
+            (h - 1) - rows[:, ::-1].argmax(axis=1),
+        ],
         axis=1,
     ).astype(np.float32)
     boxes[~rows.any(axis=1)] = 0

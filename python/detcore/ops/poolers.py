@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -107,7 +107,8 @@ class MultiScaleRoIAlign(nn.Module):
         first = features[0]
         result = torch.zeros(
             (rois.shape[0], first.shape[1], self.output_size[0], self.output_size[1]),
-            dtype=first.dtype, device=first.device,
+            dtype=first.dtype,
+            device=first.device,
         )
         for level, feature in enumerate(features):
             idx = torch.where(levels == level)[0]

@@ -21,7 +21,7 @@ def _check_params(iou_threshold, sigma, score_threshold, method) -> Tuple[float,
     if not 0 < sigma < math.inf:
         raise ValueError(f"sigma: expected a finite number > 0, got {sigma}")
     score_threshold = check_float(score_threshold, "score_threshold")
-    if score_threshold != score_threshold:
+    if math.isnan(score_threshold):
         raise ValueError("score_threshold: expected a number, got nan")
     return iou_threshold, sigma, score_threshold, method
 
@@ -47,8 +47,16 @@ def _soft_nms(xp, boxes, scores, idxs, iou_threshold, sigma, score_threshold, me
     device = xp.device(boxes)
     workspace = xp.workspace(_C.soft_nms_workspace_bytes(n, device.type == "cuda", device.index), like=boxes)
     count = _C.soft_nms(
-        method, iou_threshold, sigma, score_threshold, xp.native(boxes), xp.native(scores),
-        None if idxs is None else xp.native(idxs), xp.native(keep), xp.native(out_scores), xp.native(workspace),
+        method,
+        iou_threshold,
+        sigma,
+        score_threshold,
+        xp.native(boxes),
+        xp.native(scores),
+        None if idxs is None else xp.native(idxs),
+        xp.native(keep),
+        xp.native(out_scores),
+        xp.native(workspace),
         xp.stream(boxes),
     )
     if count == n:
@@ -137,7 +145,9 @@ def batched_soft_nms(
     return _soft_nms(NUMPY, boxes, scores, idxs, *params)
 
 
-soft_nms.__doc__ = "Soft-NMS, decaying the scores of overlapping boxes instead of dropping them.\n" + _RULE_DOC + _RETURNS_DOC
+soft_nms.__doc__ = (
+    "Soft-NMS, decaying the scores of overlapping boxes instead of dropping them.\n" + _RULE_DOC + _RETURNS_DOC
+)
 batched_soft_nms.__doc__ = (
     "Soft-NMS per class: boxes with different ``idxs`` never decay each other; all classes come out in one\n"
     "    decreasing score order (ties by lower index).\n"
@@ -156,7 +166,11 @@ if torch is not None:
 
     @torch.library.custom_op("detcore::soft_nms", mutates_args=())
     def _soft_nms_op(
-        boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, sigma: float, score_threshold: float,
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        iou_threshold: float,
+        sigma: float,
+        score_threshold: float,
         method: str,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         return _soft_nms(
@@ -169,12 +183,23 @@ if torch is not None:
 
     @torch.library.custom_op("detcore::batched_soft_nms", mutates_args=())
     def _batched_soft_nms_op(
-        boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float, sigma: float,
-        score_threshold: float, method: str,
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        idxs: torch.Tensor,
+        iou_threshold: float,
+        sigma: float,
+        score_threshold: float,
+        method: str,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         return _soft_nms(
-            TORCH, boxes.contiguous(), scores.contiguous(), idxs.contiguous(), iou_threshold, sigma,
-            score_threshold, method,
+            TORCH,
+            boxes.contiguous(),
+            scores.contiguous(),
+            idxs.contiguous(),
+            iou_threshold,
+            sigma,
+            score_threshold,
+            method,
         )
 
     @_batched_soft_nms_op.register_fake

@@ -51,8 +51,8 @@ DETCORE_HOST_DEVICE float atan_of(float x) {
 template <typename T>
 struct BoxTerms {
   T area;
-  T cx, cy;    // centre
-  T aspect;    // atan(w / h), complete IoU only
+  T cx, cy;  // centre
+  T aspect;  // atan(w / h), complete IoU only
 };
 
 template <typename T>

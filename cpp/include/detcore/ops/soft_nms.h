@@ -12,9 +12,9 @@ using math::SoftNMSMethod;
 // The rule is in detcore/math/soft_nms.h.
 struct SoftNMSParams {
   SoftNMSMethod method = SoftNMSMethod::Gaussian;
-  double iou_threshold = 0.3;     // linear only; finite, >= 0
-  double sigma = 0.5;             // gaussian only; finite, > 0
-  double score_threshold = 0.001; // not NaN; -inf keeps every box
+  double iou_threshold = 0.3;      // linear only; finite, >= 0
+  double sigma = 0.5;              // gaussian only; finite, > 0
+  double score_threshold = 0.001;  // not NaN; -inf keeps every box
 };
 
 // Bytes of workspace soft_nms needs for num_boxes boxes of `dtype` on `device`.
