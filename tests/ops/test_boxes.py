@@ -27,7 +27,7 @@ def test_box_area(rng):
         expected = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in b]
         np.testing.assert_array_equal(box_area(b), expected)
     np.testing.assert_array_equal(box_area(b[:3], fmt="xywh"), b[:3, 2] * b[:3, 3])
-X
+    assert box_area(b[:20].astype(np.float16)).dtype == np.float32  # torchvision upcasts float16
     assert box_area(b[:20].astype(np.uint8)).dtype == np.int32
     assert box_area(np.zeros((2, 3, 4))).shape == (2, 3)
 
