@@ -1,4 +1,5 @@
 #include "detcore/ops/nms.h"
+#include "names.h"
 #include "ops.h"
 #include "tensor_arg.h"
 
@@ -6,33 +7,33 @@ namespace detcore::bindings {
 
 void bind_nms(py::module_& m) {
   m.def(
-      "nms_workspace_size",
-      [](int64_t num_boxes, bool cuda, int device_index) {
-        return detcore::nms_workspace_size(num_boxes,
-                                           Device{cuda ? DeviceKind::CUDA : DeviceKind::CPU, cuda ? device_index : 0});
+      "nms_workspace_bytes",
+      [](const std::string& device, const std::string& dtype, double iou_threshold, int64_t num_boxes) {
+        return detcore::nms_workspace_bytes(NmsParams{iou_threshold}, device_from_name(device),
+                                            dtype_from_name(dtype), num_boxes);
       },
-      py::arg("num_boxes"), py::arg("cuda") = false, py::arg("device_index") = 0,
+      py::arg("device"), py::arg("dtype"), py::arg("iou_threshold"), py::arg("num_boxes"),
       "Bytes of workspace nms and batched_nms need for num_boxes boxes.");
   m.def(
       "nms",
-      [](py::handle boxes, py::handle scores, double iou_threshold, py::handle keep, py::handle workspace,
+      [](double iou_threshold, py::handle boxes, py::handle scores, py::handle keep, py::handle workspace,
          std::uintptr_t stream) {
         TensorArg b(boxes, "boxes"), s(scores, "scores"), k(keep, "keep", true), w(workspace, "workspace", true);
         py::gil_scoped_release no_gil;
-        return detcore::nms(b, s, iou_threshold, k, w, reinterpret_cast<Stream>(stream));
+        return detcore::nms(NmsParams{iou_threshold}, b, s, k, w, reinterpret_cast<Stream>(stream));
       },
-      py::arg("boxes"), py::arg("scores"), py::arg("iou_threshold"), py::arg("keep"), py::arg("workspace"),
+      py::arg("iou_threshold"), py::arg("boxes"), py::arg("scores"), py::arg("keep"), py::arg("workspace"),
       py::arg("stream") = 0, "Writes the kept indices into keep[:count] and returns count.");
   m.def(
       "batched_nms",
-      [](py::handle boxes, py::handle scores, py::handle idxs, double iou_threshold, py::handle keep,
+      [](double iou_threshold, py::handle boxes, py::handle scores, py::handle idxs, py::handle keep,
          py::handle workspace, std::uintptr_t stream) {
         TensorArg b(boxes, "boxes"), s(scores, "scores"), i(idxs, "idxs"), k(keep, "keep", true),
             w(workspace, "workspace", true);
         py::gil_scoped_release no_gil;
-        return detcore::batched_nms(b, s, i, iou_threshold, k, w, reinterpret_cast<Stream>(stream));
+        return detcore::batched_nms(NmsParams{iou_threshold}, b, s, i, k, w, reinterpret_cast<Stream>(stream));
       },
-      py::arg("boxes"), py::arg("scores"), py::arg("idxs"), py::arg("iou_threshold"), py::arg("keep"),
+      py::arg("iou_threshold"), py::arg("boxes"), py::arg("scores"), py::arg("idxs"), py::arg("keep"),
       py::arg("workspace"), py::arg("stream") = 0, "Writes the kept indices into keep[:count] and returns count.");
 }
 

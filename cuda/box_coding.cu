@@ -21,7 +21,7 @@ template <typename T>
 __global__ void encode_kernel(const T* __restrict__ reference, const T* __restrict__ proposals, int64_t n,
                               math::BoxCoderParams<acc_t<T>> p, T* __restrict__ out) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(n)) {
     const auto d = math::encode_box(math::load_box<A>(reference + 4 * i), math::load_box<A>(proposals + 4 * i), p);
     store4(out + 4 * i, d.dx, d.dy, d.dw, d.dh);
   }
@@ -33,7 +33,7 @@ __global__ void decode_kernel(const T* __restrict__ deltas, const T* __restrict_
                               math::BoxCoderParams<acc_t<T>> p, T* __restrict__ out) {
   using A = acc_t<T>;
   const int64_t total = n * k;
-  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total; e += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t e : grid_stride_range(total)) {
     const auto b = math::decode_box(math::load_deltas<A>(deltas + 4 * e), math::load_box<A>(boxes + 4 * (e / k)), p);
     store4(out + 4 * e, b.x1, b.y1, b.x2, b.y2);
   }
@@ -47,7 +47,7 @@ __global__ void decode_backward_kernel(const T* __restrict__ grad_out, const T* 
                                        math::BoxCoderParams<acc_t<T>> p, T* __restrict__ grad_deltas,
                                        T* __restrict__ grad_boxes) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(n)) {
     const auto box = math::load_box<A>(boxes + 4 * i);
     math::Box<A> grad_box{A(0), A(0), A(0), A(0)};
     for (int64_t j = 0; j < k; ++j) {
@@ -63,39 +63,40 @@ __global__ void decode_backward_kernel(const T* __restrict__ grad_out, const T* 
 
 }  // namespace
 
-void encode_boxes(const TensorRef& reference_boxes, const TensorRef& proposals, const std::array<double, 4>& weights,
+void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxes, const TensorRef& proposals,
                   const TensorRef& out, Stream stream) {
   DeviceGuard guard(out);
   const int64_t n = out.size(0);
   DETCORE_DISPATCH_CUDA_FLOATING(out.dtype, "encode_boxes", [&] {
     encode_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
         reference_boxes.ptr<const scalar_t>(), proposals.ptr<const scalar_t>(), n,
-        params_of<acc_t<scalar_t>>(weights, 0.0), out.ptr<scalar_t>());
+        params_of<acc_t<scalar_t>>(params.weights, 0.0), out.ptr<scalar_t>());
   });
   check_launch("encode_boxes");
 }
 
-void decode_boxes(const TensorRef& deltas, const TensorRef& boxes, const std::array<double, 4>& weights, double clamp,
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
                   const TensorRef& out, Stream stream) {
   DeviceGuard guard(out);
   const int64_t n = deltas.size(0), k = deltas.size(1) / 4;
   DETCORE_DISPATCH_CUDA_FLOATING(out.dtype, "decode_boxes", [&] {
     decode_kernel<scalar_t><<<blocks_for(n * k), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
         deltas.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), n, k,
-        params_of<acc_t<scalar_t>>(weights, clamp), out.ptr<scalar_t>());
+        params_of<acc_t<scalar_t>>(params.weights, params.clamp), out.ptr<scalar_t>());
   });
   check_launch("decode_boxes");
 }
 
-void decode_boxes_backward(const TensorRef& grad_out, const TensorRef& deltas, const TensorRef& boxes,
-                           const std::array<double, 4>& weights, double clamp, const TensorRef& grad_deltas,
-                           const TensorRef& grad_boxes, Stream stream) {
+void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_out, const TensorRef& deltas,
+                           const TensorRef& boxes, const TensorRef& grad_deltas, const TensorRef& grad_boxes,
+                           Stream stream) {
   DeviceGuard guard(deltas);
   const int64_t n = deltas.size(0), k = deltas.size(1) / 4;
   DETCORE_DISPATCH_CUDA_FLOATING(deltas.dtype, "decode_boxes_backward", [&] {
     decode_backward_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
         grad_out.ptr<const scalar_t>(), deltas.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), n, k,
-        params_of<acc_t<scalar_t>>(weights, clamp), grad_deltas.ptr<scalar_t>(), grad_boxes.ptr<scalar_t>());
+        params_of<acc_t<scalar_t>>(params.weights, params.clamp), grad_deltas.ptr<scalar_t>(),
+        grad_boxes.ptr<scalar_t>());
   });
   check_launch("decode_boxes_backward");
 }

@@ -1,5 +1,6 @@
 // Launch helpers shared by the CUDA kernels: error checks, the device guard,
-// the stream cast and dtype dispatch with the half types.
+// the stream cast, float accumulation types and dtype dispatch with the half
+// types. Launch geometry and grid-stride loops are in grid_stride.cuh.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -11,6 +12,8 @@
 
 #include "detcore/errors.h"
 #include "detcore/tensor.h"
+#include "dispatch.h"
+#include "grid_stride.cuh"
 
 namespace detcore::cuda {
 
@@ -44,15 +47,6 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
-constexpr int kThreadsPerBlock = 256;
-
-// Blocks for a grid-stride loop over n elements; capped so the grid size stays
-// legal, the loop covers the rest.
-inline unsigned int blocks_for(int64_t n, int threads = kThreadsPerBlock) {
-  const int64_t blocks = (n + threads - 1) / threads;
-  return static_cast<unsigned int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), int64_t{1} << 20));
-}
-
 // Float accumulation for every storage type.
 template <typename T>
 struct Accumulate {
@@ -68,29 +62,12 @@ using acc_t = typename Accumulate<T>::type;
 }  // namespace detcore::cuda
 
 // Calls the lambda `...` with `scalar_t` bound to float, double, __half or
-// __nv_bfloat16.
-#define DETCORE_DISPATCH_CUDA_FLOATING(dtype, op_name, ...)                                        \
-  switch (dtype) {                                                                                 \
-    case ::detcore::DType::Float32: {                                                              \
-      using scalar_t = float;                                                                      \
-      __VA_ARGS__();                                                                               \
-      break;                                                                                       \
-    }                                                                                              \
-    case ::detcore::DType::Float64: {                                                              \
-      using scalar_t = double;                                                                     \
-      __VA_ARGS__();                                                                               \
-      break;                                                                                       \
-    }                                                                                              \
-    case ::detcore::DType::Float16: {                                                              \
-      using scalar_t = __half;                                                                     \
-      __VA_ARGS__();                                                                               \
-      break;                                                                                       \
-    }                                                                                              \
-    case ::detcore::DType::BFloat16: {                                                             \
-      using scalar_t = __nv_bfloat16;                                                              \
-      __VA_ARGS__();                                                                               \
-      break;                                                                                       \
-    }                                                                                              \
-    default:                                                                                       \
-      ::detcore::throw_type_error(op_name, ": unsupported dtype ", ::detcore::dtype_name(dtype)); \
+// __nv_bfloat16 (the cases of the CPU dispatcher, plus the half types).
+#define DETCORE_DISPATCH_CUDA_FLOATING(dtype, op_name, ...)  \
+  switch (dtype) {                                         \
+    DETCORE_DTYPE_CASE(Float32, float, __VA_ARGS__)        \
+    DETCORE_DTYPE_CASE(Float64, double, __VA_ARGS__)       \
+    DETCORE_DTYPE_CASE(Float16, __half, __VA_ARGS__)       \
+    DETCORE_DTYPE_CASE(BFloat16, __nv_bfloat16, __VA_ARGS__) \
+    DETCORE_DTYPE_UNSUPPORTED(dtype, op_name)              \
   }

@@ -27,8 +27,6 @@ constexpr int kReduceThreads = 512;
 constexpr int64_t kMaxRowBlocks = 65535;  // gridDim.y of mask_kernel
 constexpr int64_t kBaseAlign = 256;       // cub's and the arrays' alignment
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Byte offsets of the workspace arrays; the same for every dtype (sized for
 // 8-byte keys and coordinates).
 struct Layout {
@@ -48,12 +46,12 @@ size_t sort_temp_bytes(int64_t n) {
 }
 
 Layout layout(int64_t n) {
-  const int64_t col_blocks = ceil_div(n, kMaskBits);
+  const int64_t col_blocks = math::ceil_div<int64_t>(n, kMaskBits);
   Layout l{};
   int64_t offset = 0;
   auto take = [&](int64_t bytes) {
     const int64_t at = offset;
-    offset += ceil_div(bytes, kBaseAlign) * kBaseAlign;
+    offset += math::ceil_div<int64_t>(bytes, kBaseAlign) * kBaseAlign;
     return at;
   };
   l.keys_in = take(8 * n);
@@ -75,7 +73,7 @@ Layout layout(int64_t n) {
 template <typename T, typename Key>
 __global__ void sort_keys_kernel(const T* __restrict__ scores, int64_t n, Key* __restrict__ keys,
                                  int64_t* __restrict__ order) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(n)) {
     keys[i] = math::nms_sort_key(static_cast<acc_t<T>>(scores[i]));
     order[i] = i;
   }
@@ -85,7 +83,7 @@ template <typename T, typename A>
 __global__ void gather_kernel(const T* __restrict__ boxes, const int64_t* __restrict__ idxs,
                               const int64_t* __restrict__ order, int64_t n, math::Box<A>* __restrict__ sorted,
                               A* __restrict__ areas, int64_t* __restrict__ classes) {
-  for (int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; r < n; r += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t r : grid_stride_range(n)) {
     const int64_t i = order[r];
     const auto box = math::load_box<A>(boxes + 4 * i);
     sorted[r] = box;
@@ -177,7 +175,7 @@ int64_t run_nms(const TensorRef& boxes, const TensorRef& scores, const TensorRef
   using A = acc_t<T>;
   using Key = std::conditional_t<std::is_same_v<A, double>, uint64_t, uint32_t>;
   const int64_t n = boxes.size(0);
-  const int64_t col_blocks = ceil_div(n, kMaskBits);
+  const int64_t col_blocks = math::ceil_div<int64_t>(n, kMaskBits);
   const Layout l = layout(n);
   const auto address = reinterpret_cast<std::uintptr_t>(workspace.data);
   char* base = static_cast<char*>(workspace.data) + (kBaseAlign - address % kBaseAlign) % kBaseAlign;
@@ -217,8 +215,8 @@ int64_t run_nms(const TensorRef& boxes, const TensorRef& scores, const TensorRef
 
 }  // namespace
 
-int64_t nms_workspace_size(int64_t num_boxes, Device device) {
-  if (ceil_div(num_boxes, kMaskBits) > kMaxRowBlocks) {
+int64_t nms_workspace_bytes(int64_t num_boxes, Device device) {
+  if (math::ceil_div<int64_t>(num_boxes, kMaskBits) > kMaxRowBlocks) {
     throw_value_error("boxes: at most ", kMaxRowBlocks * kMaskBits, " boxes are supported on CUDA, got ", num_boxes);
   }
   TensorRef on_device;
@@ -227,12 +225,12 @@ int64_t nms_workspace_size(int64_t num_boxes, Device device) {
   return layout(num_boxes).total;
 }
 
-int64_t nms(const TensorRef& boxes, const TensorRef& scores, const TensorRef* idxs, double iou_threshold,
+int64_t nms(const NmsParams& params, const TensorRef& boxes, const TensorRef& scores, const TensorRef* idxs,
             const TensorRef& keep, const TensorRef& workspace, Stream stream) {
   DeviceGuard guard(boxes);
   int64_t count = 0;
   DETCORE_DISPATCH_CUDA_FLOATING(boxes.dtype, "nms", [&] {
-    count = run_nms<scalar_t>(boxes, scores, idxs, iou_threshold, keep, workspace, as_cuda_stream(stream));
+    count = run_nms<scalar_t>(boxes, scores, idxs, params.iou_threshold, keep, workspace, as_cuda_stream(stream));
   });
   return count;
 }

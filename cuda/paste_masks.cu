@@ -35,8 +35,7 @@ __global__ void paste_masks_kernel(const T* __restrict__ masks, const T* __restr
   const A scale_y = math::padded_scale<A>(mh);
   const int64_t plane = image_h * image_w;
   const int64_t total = n * plane;
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total;
-       k += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t k : grid_stride_range(total)) {
     const int64_t i = k / plane;
     const int64_t pixel = k - i * plane;
     const int64_t y = pixel / image_w;
@@ -62,8 +61,9 @@ void launch(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out
 
 }  // namespace
 
-void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold, Stream stream) {
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
+                 const TensorRef& out, Stream stream) {
+  const std::optional<double>& threshold = params.threshold;
   DeviceGuard guard(masks);
   DETCORE_DISPATCH_CUDA_FLOATING(masks.dtype, "paste_masks", [&] {
     using A = acc_t<scalar_t>;

@@ -60,8 +60,7 @@ __global__ void forward_kernel(const T* __restrict__ input, const T* __restrict_
                                Shape s, Sampling p) {
   using A = acc_t<T>;
   const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
-  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
-       idx += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t idx : grid_stride_range(total)) {
     const auto [k, c, by, bx] = output_position(idx, s);
     const T* roi = boxes + 5 * k;
     const int64_t n = math::roi_batch_index(static_cast<A>(roi[0]), s.batch);
@@ -98,8 +97,7 @@ template <typename T, typename A>
 __global__ void backward_atomic_kernel(const T* __restrict__ grad_output, const T* __restrict__ boxes,
                                        A* __restrict__ accum, Shape s, Sampling p) {
   const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
-  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
-       idx += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t idx : grid_stride_range(total)) {
     const auto [k, c, by, bx] = output_position(idx, s);
     const T* roi = boxes + 5 * k;
     const int64_t n = math::roi_batch_index(static_cast<A>(roi[0]), s.batch);
@@ -131,7 +129,7 @@ __global__ void backward_atomic_kernel(const T* __restrict__ grad_output, const 
 
 template <typename T>
 __global__ void convert_kernel(const float* __restrict__ from, T* __restrict__ to, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(n)) {
     to[i] = static_cast<T>(from[i]);
   }
 }
@@ -176,9 +174,9 @@ __global__ void __launch_bounds__(kGatherThreads)
   __shared__ int64_t roi_index[kGatherThreads];
   __shared__ int warp_counts[kWarps];
 
-  const int64_t tiles_x = (s.width + kTile - 1) / kTile;
-  const int64_t tiles_y = (s.height + kTile - 1) / kTile;
-  const int64_t groups = (s.channels + kChannelsPerBlock - 1) / kChannelsPerBlock;
+  const int64_t tiles_x = math::ceil_div<int64_t>(s.width, kTile);
+  const int64_t tiles_y = math::ceil_div<int64_t>(s.height, kTile);
+  const int64_t groups = math::ceil_div<int64_t>(s.channels, kChannelsPerBlock);
   const int64_t total_blocks = s.batch * groups * tiles_y * tiles_x;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 
@@ -285,8 +283,8 @@ constexpr bool is_half() {
 
 }  // namespace
 
-void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
-                       const RoIAlignParams& params, Stream stream) {
+void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, const TensorRef& boxes,
+                       const TensorRef& out, Stream stream) {
   DeviceGuard guard(input);
   const Shape s = shape_of(input, boxes, params);
   DETCORE_DISPATCH_CUDA_FLOATING(input.dtype, "roi_align", [&] {
@@ -296,17 +294,17 @@ void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const Ten
   check_launch("roi_align");
 }
 
-void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, const TensorRef& grad_input,
-                        const TensorRef& workspace, const RoIAlignParams& params, bool deterministic,
-                        Stream stream) {
+void roi_align_backward(const RoIAlignParams& params, const TensorRef& grad_output, const TensorRef& boxes,
+                        const TensorRef& grad_input, const TensorRef& workspace, Stream stream) {
+  const bool deterministic = params.deterministic;
   DeviceGuard guard(grad_input);
   const Shape s = shape_of(grad_input, boxes, params);
   const cudaStream_t cu_stream = as_cuda_stream(stream);
   const int64_t numel = grad_input.numel();
   DETCORE_DISPATCH_CUDA_FLOATING(grad_input.dtype, "roi_align_backward", [&] {
     if (deterministic) {
-      const int64_t tiles = ((s.height + kTile - 1) / kTile) * ((s.width + kTile - 1) / kTile);
-      const int64_t blocks = s.batch * ((s.channels + kChannelsPerBlock - 1) / kChannelsPerBlock) * tiles;
+      const int64_t tiles = math::ceil_div<int64_t>(s.height, kTile) * math::ceil_div<int64_t>(s.width, kTile);
+      const int64_t blocks = s.batch * math::ceil_div<int64_t>(s.channels, kChannelsPerBlock) * tiles;
       backward_gather_kernel<scalar_t><<<blocks_for(blocks, 1), kGatherThreads, 0, cu_stream>>>(
           grad_output.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), grad_input.ptr<scalar_t>(), s,
           sampling_of(params));

@@ -14,7 +14,7 @@ __global__ void roi_pool_forward_kernel(const T* __restrict__ input, const T* __
                                         int64_t width, int64_t pooled_height, int64_t pooled_width, int64_t total,
                                         T* __restrict__ out, int32_t* __restrict__ argmax) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(total)) {
     const int64_t pw = i % pooled_width;
     const int64_t ph = (i / pooled_width) % pooled_height;
     const int64_t c = (i / (pooled_width * pooled_height)) % channels;
@@ -55,7 +55,7 @@ __global__ void roi_pool_backward_kernel(const T* __restrict__ grad_out, const T
                                          const int32_t* __restrict__ argmax, int64_t batch, int64_t channels,
                                          int64_t plane_size, int64_t bins, int64_t total, T* __restrict__ grad_input) {
   using A = acc_t<T>;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t i : grid_stride_range(total)) {
     const int64_t cell = argmax[i];
     if (cell < 0 || cell >= plane_size) continue;
     const int64_t c = (i / bins) % channels;
@@ -126,23 +126,23 @@ __global__ void roi_pool_backward_deterministic_kernel(const T* __restrict__ gra
 
 }  // namespace
 
-void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spatial_scale, const TensorRef& out,
-                      const TensorRef& argmax, Stream stream) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
+                      const TensorRef& out, const TensorRef& argmax, Stream stream) {
   DeviceGuard guard(input);
   const int64_t total = out.numel();
   DETCORE_DISPATCH_CUDA_FLOATING(input.dtype, "roi_pool", [&] {
     roi_pool_forward_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
-        input.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), static_cast<acc_t<scalar_t>>(spatial_scale),
+        input.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), static_cast<acc_t<scalar_t>>(params.spatial_scale),
         input.size(0), input.size(1), input.size(2), input.size(3), out.size(2), out.size(3), total,
         out.ptr<scalar_t>(), argmax.ptr<int32_t>());
   });
   check_launch("roi_pool");
 }
 
-void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
-                       const TensorRef& grad_input, Stream stream, bool deterministic) {
+void roi_pool_backward(const RoIPoolParams& params, const TensorRef& grad_out, const TensorRef& boxes,
+                       const TensorRef& argmax, const TensorRef& grad_input, Stream stream) {
   DeviceGuard guard(grad_input);
-  if (deterministic) {
+  if (params.deterministic) {
     const int64_t warps_per_block = kThreadsPerBlock / kWarp;
     const int64_t planes = grad_input.size(0) * grad_input.size(1);
     DETCORE_DISPATCH_CUDA_FLOATING(grad_out.dtype, "roi_pool_backward", [&] {

@@ -50,3 +50,35 @@ class DLPackArray:
 
     def __dlpack_device__(self):
         return self.array.__dlpack_device__()
+
+
+# float16 / bfloat16 on the CPU: the ops compute in float and round once, so
+# a half result equals the float32 result of the same (half) inputs rounded
+# to half, and is within one rounding of a float64 reference.
+HALF_DTYPES = ("float16", "bfloat16")
+HALF_EPS = {"float16": 2.0**-11, "bfloat16": 2.0**-8}  # unit roundoff
+
+
+def to_half(array, dtype: str):
+    """A torch tensor of `dtype` holding `array` rounded to it."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(getattr(torch, dtype))
+
+
+def assert_half_result(got, float32_result, reference, dtype: str, scale: float = 1.0):
+    """`got` (a half tensor) is `float32_result` (the op on the float32 copies
+    of the same inputs) rounded to `dtype`, bit for bit, and within about two
+    roundings of the float64 `reference` (values near 0 measured against
+    `scale`, the magnitude of the result)."""
+    import torch
+
+    assert str(got.dtype) == f"torch.{dtype}"
+    torch.testing.assert_close(got, float32_result.to(got.dtype), rtol=0, atol=0, equal_nan=True)
+    eps = 2 * HALF_EPS[dtype]
+    got = got.double().numpy()
+    with np.errstate(invalid="ignore"):
+        close = np.abs(got - reference) <= eps * (np.abs(reference) + scale)
+    close |= np.isnan(got) & np.isnan(reference)
+    close |= got == reference  # infinities
+    assert close.all(), f"{np.count_nonzero(~close)} values off, e.g. {got[~close][:5]} vs {reference[~close][:5]}"

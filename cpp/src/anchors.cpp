@@ -24,8 +24,10 @@ void check_positive_float32(const std::vector<double>& values, const char* name)
 
 }  // namespace
 
-void grid_anchors(const std::vector<double>& sizes, const std::vector<double>& aspect_ratios, int64_t stride_h,
-                  int64_t stride_w, const TensorRef& out, Stream stream) {
+void make_anchors(const MakeAnchorsParams& params, const TensorRef& out, Stream stream) {
+  const std::vector<double>& sizes = params.sizes;
+  const std::vector<double>& aspect_ratios = params.aspect_ratios;
+  const int64_t stride_h = params.stride_h, stride_w = params.stride_w;
   check_positive_float32(sizes, "sizes");
   check_positive_float32(aspect_ratios, "aspect_ratios");
   check::positive(stride_h, "stride_h");
@@ -33,7 +35,7 @@ void grid_anchors(const std::vector<double>& sizes, const std::vector<double>& a
   const int64_t num_anchors = static_cast<int64_t>(sizes.size() * aspect_ratios.size());
   check::ndim(out, "out", 4, "(H, W, A, 4)");
   check::shape(out, "out", {out.shape[0], out.shape[1], num_anchors, 4});
-  check::floating(out, "out");
+  check::floating_half_on_cuda(out, "out");
   if (out.numel() == 0) return;
   check::data(out, "out");
 
@@ -48,8 +50,8 @@ void grid_anchors(const std::vector<double>& sizes, const std::vector<double>& a
       chunk.cells[j] = math::cell_anchor(static_cast<float>(sizes[a % num_sizes]),
                                          static_cast<float>(aspect_ratios[a / num_sizes]));
     }
-    DETCORE_DEVICE_DISPATCH(out, "grid_anchors", cpu::grid_anchors(chunk, stride_h, stride_w, out),
-                            cuda::grid_anchors(chunk, stride_h, stride_w, out, stream));
+    DETCORE_DEVICE_DISPATCH(out, "make_anchors", cpu::make_anchors(chunk, stride_h, stride_w, out),
+                            cuda::make_anchors(chunk, stride_h, stride_w, out, stream));
   }
 }
 

@@ -44,9 +44,9 @@ void check_output(const TensorRef& like, const char* like_name, const TensorRef&
 
 }  // namespace
 
-void encode_boxes(const TensorRef& reference_boxes, const TensorRef& proposals, const std::array<double, 4>& weights,
+void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxes, const TensorRef& proposals,
                   const TensorRef& out, Stream stream) {
-  check_weights(weights);
+  check_weights(params.weights);
   check::matrix(reference_boxes, "reference_boxes", 4, "(N, 4)");
   check::matrix(proposals, "proposals", 4, "(N, 4)");
   if (proposals.shape[0] != reference_boxes.shape[0]) {
@@ -62,14 +62,14 @@ void encode_boxes(const TensorRef& reference_boxes, const TensorRef& proposals, 
   check::data(reference_boxes, "reference_boxes");
   check::data(proposals, "proposals");
   check::data(out, "out");
-  DETCORE_DEVICE_DISPATCH(out, "encode_boxes", cpu::encode_boxes(reference_boxes, proposals, weights, out),
-                          cuda::encode_boxes(reference_boxes, proposals, weights, out, stream));
+  DETCORE_DEVICE_DISPATCH(out, "encode_boxes", cpu::encode_boxes(params, reference_boxes, proposals, out),
+                          cuda::encode_boxes(params, reference_boxes, proposals, out, stream));
 }
 
-void decode_boxes(const TensorRef& deltas, const TensorRef& boxes, const std::array<double, 4>& weights, double clamp,
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
                   const TensorRef& out, Stream stream) {
-  check_weights(weights);
-  check_clamp(clamp);
+  check_weights(params.weights);
+  check_clamp(params.clamp);
   check_deltas_and_boxes(deltas, boxes);
   check_output(deltas, "deltas", out, "out");
   check::shape(out, "out", {deltas.shape[0], deltas.shape[1]});
@@ -77,15 +77,15 @@ void decode_boxes(const TensorRef& deltas, const TensorRef& boxes, const std::ar
   check::data(deltas, "deltas");
   check::data(boxes, "boxes");
   check::data(out, "out");
-  DETCORE_DEVICE_DISPATCH(out, "decode_boxes", cpu::decode_boxes(deltas, boxes, weights, clamp, out),
-                          cuda::decode_boxes(deltas, boxes, weights, clamp, out, stream));
+  DETCORE_DEVICE_DISPATCH(out, "decode_boxes", cpu::decode_boxes(params, deltas, boxes, out),
+                          cuda::decode_boxes(params, deltas, boxes, out, stream));
 }
 
-void decode_boxes_backward(const TensorRef& grad_out, const TensorRef& deltas, const TensorRef& boxes,
-                           const std::array<double, 4>& weights, double clamp, const TensorRef& grad_deltas,
-                           const TensorRef& grad_boxes, Stream stream) {
-  check_weights(weights);
-  check_clamp(clamp);
+void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_out, const TensorRef& deltas,
+                           const TensorRef& boxes, const TensorRef& grad_deltas, const TensorRef& grad_boxes,
+                           Stream stream) {
+  check_weights(params.weights);
+  check_clamp(params.clamp);
   check_deltas_and_boxes(deltas, boxes);
   check_output(deltas, "deltas", grad_out, "grad_out");
   check::shape(grad_out, "grad_out", {deltas.shape[0], deltas.shape[1]});
@@ -101,8 +101,8 @@ void decode_boxes_backward(const TensorRef& grad_out, const TensorRef& deltas, c
   check::data(grad_boxes, "grad_boxes");
   DETCORE_DEVICE_DISPATCH(
       deltas, "decode_boxes_backward",
-      cpu::decode_boxes_backward(grad_out, deltas, boxes, weights, clamp, grad_deltas, grad_boxes),
-      cuda::decode_boxes_backward(grad_out, deltas, boxes, weights, clamp, grad_deltas, grad_boxes, stream));
+      cpu::decode_boxes_backward(params, grad_out, deltas, boxes, grad_deltas, grad_boxes),
+      cuda::decode_boxes_backward(params, grad_out, deltas, boxes, grad_deltas, grad_boxes, stream));
 }
 
 }  // namespace detcore

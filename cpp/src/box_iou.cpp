@@ -9,9 +9,17 @@ namespace detcore {
 void box_iou(const TensorRef& boxes1, const TensorRef& boxes2, const TensorRef& out, Stream stream) {
   check::matrix(boxes1, "boxes1", 4, "(N, 4)");
   check::matrix(boxes2, "boxes2", 4, "(M, 4)");
-  check::floating(boxes1, "boxes1");
+  const bool integers = boxes1.dtype == DType::Int32 || boxes1.dtype == DType::Int64;
+  if (!integers && !is_floating(boxes1.dtype)) {
+    throw_type_error("boxes1: expected a floating dtype (float32, float64, float16, bfloat16) or int32 / int64, got ",
+                     dtype_name(boxes1.dtype));
+  }
   check::same_dtype(boxes1, "boxes1", boxes2, "boxes2");
-  check::same_dtype(boxes1, "boxes1", out, "out");
+  if (integers) {
+    check::dtype(out, "out", DType::Float32);
+  } else {
+    check::same_dtype(boxes1, "boxes1", out, "out");
+  }
   check::same_device(boxes1, "boxes1", boxes2, "boxes2");
   check::same_device(boxes1, "boxes1", out, "out");
   check::shape(out, "out", {boxes1.shape[0], boxes2.shape[0]});

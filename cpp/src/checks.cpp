@@ -41,6 +41,13 @@ void dtype(const TensorRef& t, const char* name, DType expected) {
 }
 
 void floating(const TensorRef& t, const char* name) {
+  if (!is_floating(t.dtype)) {
+    throw_type_error(name, ": expected a floating dtype (float32, float64, float16 or bfloat16), got ",
+                     dtype_name(t.dtype));
+  }
+}
+
+void floating_half_on_cuda(const TensorRef& t, const char* name) {
   const bool cpu_ok = t.dtype == DType::Float32 || t.dtype == DType::Float64;
   const bool cuda_ok = t.is_cuda() && (t.dtype == DType::Float16 || t.dtype == DType::BFloat16);
   if (!cpu_ok && !cuda_ok) {

@@ -18,9 +18,11 @@ void matrix(const TensorRef& t, const char* name, int64_t last, const char* layo
 // t has exactly this shape (outputs and workspaces sized by the caller).
 void shape(const TensorRef& t, const char* name, std::initializer_list<int64_t> expected);
 void dtype(const TensorRef& t, const char* name, DType expected);
-// A floating dtype the device supports: float32/float64 everywhere,
-// float16/bfloat16 on CUDA only.
+// float32, float64, float16 or bfloat16 (ops whose CPU kernels take the half
+// types through cpu/float_staging.h).
 void floating(const TensorRef& t, const char* name);
+// float32/float64 everywhere, float16/bfloat16 on CUDA only.
+void floating_half_on_cuda(const TensorRef& t, const char* name);
 void same_dtype(const TensorRef& a, const char* a_name, const TensorRef& b, const char* b_name);
 void same_device(const TensorRef& a, const char* a_name, const TensorRef& b, const char* b_name);
 // Non-null data unless the tensor is empty.

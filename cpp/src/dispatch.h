@@ -4,22 +4,29 @@
 #include "detcore/errors.h"
 #include "detcore/tensor.h"
 
-// Calls the lambda `...` with `scalar_t` bound to the C++ type of `dtype`
-// (float or double on the CPU).
-#define DETCORE_DISPATCH_FLOAT32_64(dtype, op_name, ...)                                           \
-  switch (dtype) {                                                                                 \
-    case ::detcore::DType::Float32: {                                                              \
-      using scalar_t = float;                                                                      \
-      __VA_ARGS__();                                                                               \
-      break;                                                                                       \
-    }                                                                                              \
-    case ::detcore::DType::Float64: {                                                              \
-      using scalar_t = double;                                                                     \
-      __VA_ARGS__();                                                                               \
-      break;                                                                                       \
-    }                                                                                              \
-    default:                                                                                       \
-      ::detcore::throw_type_error(op_name, ": unsupported dtype ", ::detcore::dtype_name(dtype)); \
+// One case of a dtype switch: runs the lambda `...` with `scalar_t` bound to
+// `type`. The CPU and the CUDA dispatchers are both made of these cases.
+#define DETCORE_DTYPE_CASE(enum_value, type, ...) \
+  case ::detcore::DType::enum_value: {           \
+    using scalar_t = type;                        \
+    __VA_ARGS__();                                \
+    break;                                        \
+  }
+
+// The default of a dtype switch.
+#define DETCORE_DTYPE_UNSUPPORTED(dtype, op_name) \
+  default:                                        \
+    ::detcore::throw_type_error(op_name, ": unsupported dtype ", ::detcore::dtype_name(dtype));
+
+// Calls the lambda `...` with `scalar_t` bound to the C++ type of `dtype`:
+// float or double (the CPU kernels; float16 and bfloat16 reach them widened
+// to float, see cpu/float_staging.h). The CUDA dispatcher, with the half
+// types too, is DETCORE_DISPATCH_CUDA_FLOATING in cuda/common.cuh.
+#define DETCORE_DISPATCH_FLOAT32_64(dtype, op_name, ...) \
+  switch (dtype) {                                       \
+    DETCORE_DTYPE_CASE(Float32, float, __VA_ARGS__)      \
+    DETCORE_DTYPE_CASE(Float64, double, __VA_ARGS__)     \
+    DETCORE_DTYPE_UNSUPPORTED(dtype, op_name)            \
   }
 
 namespace detcore {

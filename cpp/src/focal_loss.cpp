@@ -49,8 +49,11 @@ void check_output(const TensorRef& out, const char* name, const TensorRef& input
 
 }  // namespace
 
-int64_t sigmoid_focal_loss_workspace_bytes(Device device, int64_t numel, Reduction reduction) {
-  if (device.kind != DeviceKind::CUDA || reduction == Reduction::None) return 0;
+int64_t sigmoid_focal_loss_workspace_bytes(const SigmoidFocalLossParams& params, Device device, DType dtype,
+                                           int64_t numel) {
+  (void)dtype;
+  if (numel < 0) throw_value_error("numel: expected a number >= 0, got ", numel);
+  if (device.kind != DeviceKind::CUDA || params.reduction == Reduction::None) return 0;
 #ifdef DETCORE_WITH_CUDA
   return cuda::sigmoid_focal_loss_workspace_bytes(numel);
 #else
@@ -58,10 +61,11 @@ int64_t sigmoid_focal_loss_workspace_bytes(Device device, int64_t numel, Reducti
 #endif
 }
 
-void sigmoid_focal_loss(const TensorRef& inputs, const TensorRef& targets, double alpha, double gamma,
-                        Reduction reduction, const TensorRef& loss, const TensorRef* grad,
-                        const TensorRef* workspace, Stream stream) {
-  check::floating(inputs, "inputs");
+void sigmoid_focal_loss(const SigmoidFocalLossParams& params, const TensorRef& inputs, const TensorRef& targets,
+                        const TensorRef& loss, const TensorRef* grad, const TensorRef* workspace, Stream stream) {
+  const double alpha = params.alpha, gamma = params.gamma;
+  const Reduction reduction = params.reduction;
+  check::floating_half_on_cuda(inputs, "inputs");
   const bool labels = check_targets(inputs, targets);
   if (std::isnan(alpha) || alpha > 1.0) {
     throw_value_error("alpha: expected a number in [0, 1], or negative to disable the weighting, got ", alpha);
@@ -80,7 +84,7 @@ void sigmoid_focal_loss(const TensorRef& inputs, const TensorRef& targets, doubl
     check_output(*grad, "grad", inputs);
     check_same_shape(*grad, "grad", inputs, "inputs");
   }
-  const int64_t needed = sigmoid_focal_loss_workspace_bytes(inputs.device, inputs.numel(), reduction);
+  const int64_t needed = sigmoid_focal_loss_workspace_bytes(params, inputs.device, inputs.dtype, inputs.numel());
   if (needed > 0) {
     if (workspace == nullptr) throw_value_error("workspace: expected ", needed, " bytes, got none");
     check::dtype(*workspace, "workspace", DType::UInt8);

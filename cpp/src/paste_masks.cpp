@@ -8,8 +8,9 @@
 
 namespace detcore {
 
-void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold, Stream stream, bool out_holds_zeros) {
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
+                 const TensorRef& out, Stream stream) {
+  const std::optional<double>& threshold = params.threshold;
   check::ndim(masks, "masks", 3, "(N, Mh, Mw)");
   check::floating(masks, "masks");
   if (masks.shape[1] < 1 || masks.shape[2] < 1) {
@@ -33,8 +34,8 @@ void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef
   check::data(masks, "masks");
   check::data(boxes, "boxes");
   check::data(out, "out");
-  DETCORE_DEVICE_DISPATCH(masks, "paste_masks", cpu::paste_masks(masks, boxes, out, threshold, out_holds_zeros),
-                          cuda::paste_masks(masks, boxes, out, threshold, stream));
+  DETCORE_DEVICE_DISPATCH(masks, "paste_masks", cpu::paste_masks(params, masks, boxes, out),
+                          cuda::paste_masks(params, masks, boxes, out, stream));
 }
 
 }  // namespace detcore

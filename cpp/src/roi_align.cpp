@@ -4,6 +4,7 @@
 
 #include "backend/roi_align.h"
 #include "checks.h"
+#include "cpu/float_staging.h"
 #include "detcore/math/roi_align.h"
 #include "dispatch.h"
 
@@ -28,11 +29,11 @@ void check_params(const RoIAlignParams& p) {
 }
 
 // The CPU kernels index images by the RoIs' batch indices: each must be an
-// integer in [0, batch_size) (NaN is neither).
-template <typename T>
-void check_batch_indices(const T* boxes, int64_t num_rois, int64_t batch_size) {
-  for (int64_t k = 0; k < num_rois; ++k) {
-    const T index = boxes[5 * k];
+// integer in [0, batch_size) (NaN is neither). Read as double, which holds
+// every value of every floating dtype exactly.
+void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
+  for (int64_t k = 0; k < boxes.size(0); ++k) {
+    const double index = cpu::floating_element(boxes, 5 * k);
     if (math::roi_batch_index(index, batch_size) < 0) {
       throw_value_error("boxes: expected the batch index (column 0) to be an integer in [0, ", batch_size,
                         "), got ", index, " in row ", k);
@@ -45,17 +46,13 @@ void check_boxes(const TensorRef& boxes, const TensorRef& like, const char* like
   check::same_dtype(like, like_name, boxes, "boxes");
   check::same_device(like, like_name, boxes, "boxes");
   check::data(boxes, "boxes");
-  if (!boxes.is_cuda()) {
-    DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "roi_align", [&] {
-      check_batch_indices(boxes.ptr<const scalar_t>(), boxes.size(0), batch_size);
-    });
-  }
+  if (!boxes.is_cuda()) check_batch_indices(boxes, batch_size);
 }
 
 }  // namespace
 
-void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
-                       const RoIAlignParams& params, Stream stream) {
+void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, const TensorRef& boxes,
+                       const TensorRef& out, Stream stream) {
   check::ndim(input, "input", 4, "(N, C, H, W)");
   check::floating(input, "input");
   check_params(params);
@@ -66,20 +63,20 @@ void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const Ten
   check::shape(out, "out", {boxes.shape[0], input.shape[1], params.pooled_height, params.pooled_width});
   check::data(out, "out");
   if (out.numel() == 0) return;
-  DETCORE_DEVICE_DISPATCH(input, "roi_align", cpu::roi_align_forward(input, boxes, out, params),
-                          cuda::roi_align_forward(input, boxes, out, params, stream));
+  DETCORE_DEVICE_DISPATCH(input, "roi_align", cpu::roi_align_forward(params, input, boxes, out),
+                          cuda::roi_align_forward(params, input, boxes, out, stream));
 }
 
-int64_t roi_align_backward_workspace_bytes(DType dtype, Device device, int64_t grad_input_numel,
-                                           bool deterministic) {
+int64_t roi_align_backward_workspace_bytes(const RoIAlignParams& params, Device device, DType dtype,
+                                           int64_t grad_input_numel) {
+  if (grad_input_numel < 0) throw_value_error("grad_input_numel: expected a number >= 0, got ", grad_input_numel);
   const bool half = dtype == DType::Float16 || dtype == DType::BFloat16;
-  if (device.kind != DeviceKind::CUDA || !half || deterministic) return 0;
+  if (device.kind != DeviceKind::CUDA || !half || params.deterministic) return 0;
   return grad_input_numel * static_cast<int64_t>(sizeof(float));
 }
 
-void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, const TensorRef& grad_input,
-                        const TensorRef& workspace, const RoIAlignParams& params, bool deterministic,
-                        Stream stream) {
+void roi_align_backward(const RoIAlignParams& params, const TensorRef& grad_output, const TensorRef& boxes,
+                        const TensorRef& grad_input, const TensorRef& workspace, Stream stream) {
   check::ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
   check::floating(grad_input, "grad_input");
   check_params(params);
@@ -93,7 +90,7 @@ void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, co
   check::dtype(workspace, "workspace", DType::UInt8);
   check::same_device(grad_input, "grad_input", workspace, "workspace");
   const int64_t needed =
-      roi_align_backward_workspace_bytes(grad_input.dtype, grad_input.device, grad_input.numel(), deterministic);
+      roi_align_backward_workspace_bytes(params, grad_input.device, grad_input.dtype, grad_input.numel());
   if (workspace.numel() < needed) {
     throw_value_error("workspace: expected at least ", needed, " bytes, got ", workspace.numel());
   }
@@ -101,9 +98,8 @@ void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, co
   check::aligned(workspace, "workspace");
   if (grad_input.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(grad_input, "roi_align_backward",
-                          cpu::roi_align_backward(grad_output, boxes, grad_input, params),
-                          cuda::roi_align_backward(grad_output, boxes, grad_input, workspace, params,
-                                                   deterministic, stream));
+                          cpu::roi_align_backward(params, grad_output, boxes, grad_input),
+                          cuda::roi_align_backward(params, grad_output, boxes, grad_input, workspace, stream));
 }
 
 }  // namespace detcore

@@ -6,6 +6,7 @@
 
 #include "backend/roi_pool.h"
 #include "checks.h"
+#include "cpu/float_staging.h"
 #include "detcore/math/roi_pool.h"
 #include "dispatch.h"
 
@@ -14,9 +15,13 @@ namespace {
 
 constexpr const char* kPooledLayout = "(K, C, PH, PW)";
 
-void check_spatial_scale(double spatial_scale) {
-  if (!(spatial_scale > 0.0) || !std::isfinite(spatial_scale)) {
-    throw_value_error("spatial_scale: expected a finite number > 0, got ", spatial_scale);
+void check_params(const RoIPoolParams& p, bool forward) {
+  if (p.pooled_height <= 0 || p.pooled_width <= 0) {
+    throw_value_error("output_size: expected positive (height, width), got (", p.pooled_height, ", ",
+                      p.pooled_width, ")");
+  }
+  if (forward && (!(p.spatial_scale > 0.0) || !std::isfinite(p.spatial_scale))) {
+    throw_value_error("spatial_scale: expected a finite number > 0, got ", p.spatial_scale);
   }
 }
 
@@ -31,25 +36,22 @@ void check_plane_fits_int32(const TensorRef& t, const char* name) {
 // is not an integer in [0, batch_size) is refused here. (CUDA guards in the
 // kernel instead, so that no device synchronization is needed.)
 void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
-  DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "roi_pool", [&] {
-    const scalar_t* rows = boxes.ptr<const scalar_t>();
-    for (int64_t k = 0; k < boxes.size(0); ++k) {
-      if (math::roi_batch_index(rows[5 * k], batch_size) < 0) {
-        throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ",
-                          batch_size, "), got ", rows[5 * k]);
-      }
+  for (int64_t k = 0; k < boxes.size(0); ++k) {
+    const double index = cpu::floating_element(boxes, 5 * k);  // exact for every floating dtype
+    if (math::roi_batch_index(index, batch_size) < 0) {
+      throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ", batch_size,
+                        "), got ", index);
     }
-  });
+  }
 }
 
 // The pooled tensors (out / argmax or grad_out / argmax) and the RoIs.
-void check_pooled(const TensorRef& values, const char* values_name, const TensorRef& boxes,
-                  const TensorRef& argmax) {
+void check_pooled(const RoIPoolParams& params, const TensorRef& values, const char* values_name,
+                  const TensorRef& boxes, const TensorRef& argmax) {
   check::ndim(values, values_name, 4, kPooledLayout);
   check::floating(values, values_name);
-  check::positive(values.size(2), "output_size[0]");
-  check::positive(values.size(3), "output_size[1]");
   check::matrix(boxes, "boxes", 5, "(K, 5) [batch_index, x1, y1, x2, y2]");
+  check::shape(values, values_name, {boxes.size(0), values.size(1), params.pooled_height, params.pooled_width});
   check::same_dtype(values, values_name, boxes, "boxes");
   check::same_device(values, values_name, boxes, "boxes");
   check::dtype(argmax, "argmax", DType::Int32);
@@ -59,33 +61,33 @@ void check_pooled(const TensorRef& values, const char* values_name, const Tensor
 
 }  // namespace
 
-void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spatial_scale, const TensorRef& out,
-                      const TensorRef& argmax, Stream stream) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
+                      const TensorRef& out, const TensorRef& argmax, Stream stream) {
+  check_params(params, true);
   check::ndim(input, "input", 4, "(N, C, H, W)");
   check::floating(input, "input");
   check::matrix(boxes, "boxes", 5, "(K, 5) [batch_index, x1, y1, x2, y2]");
   check::same_dtype(input, "input", boxes, "boxes");
   check::same_device(input, "input", boxes, "boxes");
-  check_spatial_scale(spatial_scale);
   check_plane_fits_int32(input, "input");
-  check_pooled(out, "out", boxes, argmax);
+  check_pooled(params, out, "out", boxes, argmax);
   check::same_dtype(input, "input", out, "out");
   check::same_device(input, "input", out, "out");
-  check::shape(out, "out", {boxes.size(0), input.size(1), out.size(2), out.size(3)});
+  check::shape(out, "out", {boxes.size(0), input.size(1), params.pooled_height, params.pooled_width});
   check::data(input, "input");
   check::data(boxes, "boxes");
   check::data(out, "out");
   check::data(argmax, "argmax");
   if (!boxes.is_cuda()) check_batch_indices(boxes, input.size(0));
   if (out.numel() == 0) return;
-  DETCORE_DEVICE_DISPATCH(input, "roi_pool", cpu::roi_pool_forward(input, boxes, spatial_scale, out, argmax),
-                          cuda::roi_pool_forward(input, boxes, spatial_scale, out, argmax, stream));
+  DETCORE_DEVICE_DISPATCH(input, "roi_pool", cpu::roi_pool_forward(params, input, boxes, out, argmax),
+                          cuda::roi_pool_forward(params, input, boxes, out, argmax, stream));
 }
 
-void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
-                       const TensorRef& grad_input, Stream stream, bool deterministic) {
-  check_pooled(grad_out, "grad_out", boxes, argmax);
-  check::shape(grad_out, "grad_out", {boxes.size(0), grad_out.size(1), grad_out.size(2), grad_out.size(3)});
+void roi_pool_backward(const RoIPoolParams& params, const TensorRef& grad_out, const TensorRef& boxes,
+                       const TensorRef& argmax, const TensorRef& grad_input, Stream stream) {
+  check_params(params, false);
+  check_pooled(params, grad_out, "grad_out", boxes, argmax);
   check::ndim(grad_input, "grad_input", 4, "(N, C, H, W)");
   check::same_dtype(grad_out, "grad_out", grad_input, "grad_input");
   check::same_device(grad_out, "grad_out", grad_input, "grad_input");
@@ -100,8 +102,9 @@ void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const 
   check::data(grad_input, "grad_input");
   if (!boxes.is_cuda()) check_batch_indices(boxes, grad_input.size(0));
   if (grad_input.numel() == 0) return;
-  DETCORE_DEVICE_DISPATCH(grad_out, "roi_pool_backward", cpu::roi_pool_backward(grad_out, boxes, argmax, grad_input),
-                          cuda::roi_pool_backward(grad_out, boxes, argmax, grad_input, stream, deterministic));
+  DETCORE_DEVICE_DISPATCH(grad_out, "roi_pool_backward",
+                          cpu::roi_pool_backward(params, grad_out, boxes, argmax, grad_input),
+                          cuda::roi_pool_backward(params, grad_out, boxes, argmax, grad_input, stream));
 }
 
 }  // namespace detcore

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from detcore.ops import batched_nms, nms
-from helpers import DLPackArray, edge_case_boxes, integer_boxes, random_boxes
+from helpers import HALF_DTYPES, edge_case_boxes, integer_boxes, random_boxes, to_half
 from nms_reference import reference_greedy
 
 try:
@@ -95,9 +95,17 @@ def test_nan_inf_boxes_and_nan_scores_match_reference(rng):
         check_batched_nms(boxes, scores, idxs, threshold)
 
 
-def test_empty_input_gives_empty_int64():
-    keep = batched_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), 0.5)
+def test_empty_1d_inputs_give_an_empty_result_as_torchvision():
+    # torchvision returns early for boxes.numel() == 0, shape (0,) included.
+    keep = batched_nms(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), 0.5)
     assert keep.shape == (0,) and keep.dtype == np.int64
+    if torch is not None:
+        args = (torch.zeros(0), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)
+        for fn in (batched_nms, torch.jit.script(batched_nms)):
+            keep = fn(*args)
+            assert keep.shape == (0,) and keep.dtype == torch.int64
+    with pytest.raises(ValueError, match="boxes"):  # other 1-D boxes are still refused
+        batched_nms(np.zeros(4, np.float32), np.zeros(1, np.float32), np.zeros(1, np.int64), 0.5)
 
 
 def test_inputs_are_not_mutated(rng):
@@ -134,12 +142,6 @@ def test_bad_input_is_refused_with_the_argument_named(boxes, scores, idxs, thres
         batched_nms(boxes, scores, idxs, threshold)
 
 
-def test_dlpack_input_gives_a_dlpack_result(rng):
-    boxes, scores, idxs = integer_boxes(rng, 60), rng.random(60).astype(np.float32), rng.integers(0, 3, 60)
-    keep = batched_nms(DLPackArray(boxes), DLPackArray(scores), DLPackArray(idxs), 0.5)
-    np.testing.assert_array_equal(np.from_dlpack(keep), reference_batched_nms(boxes, scores, idxs, 0.5))
-
-
 @pytest.mark.skipif(torch is None, reason="needs torch")
 class TestTorch:
     def test_matches_reference_and_returns_int64_tensor(self, rng):
@@ -166,13 +168,18 @@ class TestTorch:
         scores = torch.from_numpy(rng.random(50, dtype=np.float32))
         idxs = torch.from_numpy(rng.integers(0, 4, 50))
         expected = batched_nms(boxes, scores, idxs, 0.3)
+        scripted = torch.jit.script(batched_nms)
         for dtype in (torch.int32, torch.int16, torch.uint8):
             torch.testing.assert_close(batched_nms(boxes, scores, idxs.to(dtype), 0.3), expected)
+            torch.testing.assert_close(scripted(boxes, scores, idxs.to(dtype), 0.3), expected)
         np.testing.assert_array_equal(
             batched_nms(boxes.numpy(), scores.numpy(), idxs.numpy().astype(np.int32), 0.3), expected.numpy()
         )
         with pytest.raises(TypeError, match="idxs"):
             batched_nms(boxes, scores, idxs.float(), 0.3)
+        # TorchScript's interpreter re-raises every error as a RuntimeError.
+        with pytest.raises(RuntimeError, match="TypeError: idxs"):
+            scripted(boxes, scores, idxs.float(), 0.3)
 
     @pytest.mark.cuda
     @pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
@@ -203,3 +210,13 @@ class TestTorch:
         compiled = torch.compile(lambda b, s, i: batched_nms(b, s, i, 0.5), fullgraph=True)
         expected = batched_nms(boxes.cpu(), scores.cpu(), idxs.cpu(), 0.5)
         torch.testing.assert_close(compiled(boxes, scores, idxs).cpu(), expected)
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch for bfloat16")
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_half_boxes_and_scores_use_a_float_iou(rng, dtype):
+    boxes, scores = to_half(integer_boxes(rng, 300), dtype), to_half(rng.random(300), dtype)
+    idxs = torch.from_numpy(rng.integers(0, 4, 300))
+    keep = batched_nms(boxes, scores, idxs, 0.5)
+    np.testing.assert_array_equal(keep.numpy(), batched_nms(boxes.float(), scores.float(), idxs, 0.5).numpy())
+    np.testing.assert_array_equal(keep.numpy(), reference_batched_nms(boxes.double(), scores.double(), idxs, 0.5))

@@ -3,7 +3,6 @@ import pytest
 
 import detcore
 from detcore.ops import sigmoid_focal_loss
-from helpers import DLPackArray
 
 try:
     import torch
@@ -183,12 +182,6 @@ def test_any_rank_with_float_targets(rng):
     np.testing.assert_allclose(sigmoid_focal_loss(x, t), reference_focal_loss(x, t), rtol=1e-12)
 
 
-def test_non_contiguous_input_is_accepted(rng):
-    x = rng.standard_normal((8, 10))
-    labels = rng.integers(0, 6, 8)
-    np.testing.assert_array_equal(sigmoid_focal_loss(x[:, ::2], labels), sigmoid_focal_loss(x[:, ::2].copy(), labels))
-
-
 @pytest.mark.parametrize(
     "x,t,kwargs,error,words",
     [
@@ -221,24 +214,17 @@ def test_native_core_checks_label_range_and_outputs(rng):
     # The Python layer sizes the outputs; the core still checks what it is given.
     x = np.zeros((3, 4))
     with pytest.raises(ValueError, match="loss"):
-        detcore._C.sigmoid_focal_loss(x, x, np.zeros(5), None, None, 0.25, 2.0, "none")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "none", x, x, np.zeros(5), None, None)
     with pytest.raises(ValueError, match="grad"):
-        detcore._C.sigmoid_focal_loss(x, x, np.zeros(()), np.zeros((3, 3)), None, 0.25, 2.0, "sum")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "sum", x, x, np.zeros(()), np.zeros((3, 3)), None)
     with pytest.raises(ValueError, match="targets"):
-        detcore._C.sigmoid_focal_loss(x, np.array([0, 9, 1]), np.zeros(()), None, None, 0.25, 2.0, "sum")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "sum", x, np.array([0, 9, 1]), np.zeros(()), None, None)
     with pytest.raises(ValueError, match="reduction"):
-        detcore._C.sigmoid_focal_loss(x, x, np.zeros(()), None, None, 0.25, 2.0, "max")
+        detcore._C.sigmoid_focal_loss(0.25, 2.0, "max", x, x, np.zeros(()), None, None)
 
 
 @needs_torch
 class TestTorch:
-    def test_matches_numpy_and_returns_tensor(self, rng):
-        x, labels = random_problem(rng, dtype=np.float32)
-        for reduction in ("none", "sum", "mean"):
-            out = sigmoid_focal_loss(torch.from_numpy(x), torch.from_numpy(labels), reduction=reduction)
-            assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
-            np.testing.assert_array_equal(out.numpy(), sigmoid_focal_loss(x, labels, reduction=reduction))
-
     @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
     @pytest.mark.parametrize("labels_given", [False, True])
     def test_gradient_matches_finite_differences_of_reference(self, rng, reduction, labels_given):
@@ -359,8 +345,3 @@ class TestTorch:
         compiled(xs, ts).backward()
         assert torch.isfinite(xs.grad).all()
 
-
-def test_dlpack_input_and_result(rng):
-    x, labels = random_problem(rng, dtype=np.float32)
-    out = sigmoid_focal_loss(DLPackArray(x), DLPackArray(labels))
-    np.testing.assert_array_equal(np.from_dlpack(out), sigmoid_focal_loss(x, labels))

@@ -32,6 +32,14 @@ def test_objects_that_are_not_arrays_are_refused():
         box_iou("boxes", np.zeros((1, 4), np.float32))
 
 
+def test_quantized_tensors_are_refused_with_the_argument_named():
+    torch = pytest.importorskip("torch")
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    quantized = torch.quantize_per_tensor(boxes, 0.1, 0, torch.quint8)
+    with pytest.raises(TypeError, match=r"boxes2: expected a float tensor, got a quantized one.*dequantize"):
+        box_iou(boxes, quantized)
+
+
 def test_detcore_works_without_torch_installed():
     # A None entry in sys.modules makes `import torch` raise ImportError.
     code = (

@@ -1,4 +1,4 @@
-// Backend entry points of grid_anchors; arguments are already checked.
+// Backend entry points of make_anchors; arguments are already checked.
 #pragma once
 
 #include <cstdint>
@@ -21,10 +21,10 @@ struct CellAnchorChunk {
 }  // namespace detcore
 
 namespace detcore::cpu {
-void grid_anchors(const CellAnchorChunk& chunk, int64_t stride_h, int64_t stride_w, const TensorRef& out);
+void make_anchors(const CellAnchorChunk& chunk, int64_t stride_h, int64_t stride_w, const TensorRef& out);
 }
 
 namespace detcore::cuda {
-void grid_anchors(const CellAnchorChunk& chunk, int64_t stride_h, int64_t stride_w, const TensorRef& out,
+void make_anchors(const CellAnchorChunk& chunk, int64_t stride_h, int64_t stride_w, const TensorRef& out,
                   Stream stream);
 }

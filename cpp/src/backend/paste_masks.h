@@ -2,17 +2,17 @@
 // is non-empty.
 #pragma once
 
-#include <optional>
-
+#include "detcore/ops/paste_masks.h"
 #include "detcore/tensor.h"
 
 namespace detcore::cpu {
-// out_holds_zeros: skip the pixels outside the boxes where they would get 0.
-void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold, bool out_holds_zeros);
+// params.out_holds_zeros: skip the pixels outside the boxes where they would get 0.
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
+                 const TensorRef& out);
 }
 
 namespace detcore::cuda {
-void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold, Stream stream);
+// Writes every pixel of out (params.out_holds_zeros is not used).
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
+                 const TensorRef& out, Stream stream);
 }

@@ -5,16 +5,15 @@
 #include "detcore/tensor.h"
 
 namespace detcore::cpu {
-void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
-                       const RoIAlignParams& params);
-void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, const TensorRef& grad_input,
-                        const RoIAlignParams& params);
+void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, const TensorRef& boxes,
+                       const TensorRef& out);
+void roi_align_backward(const RoIAlignParams& params, const TensorRef& grad_output, const TensorRef& boxes,
+                        const TensorRef& grad_input);
 }  // namespace detcore::cpu
 
 namespace detcore::cuda {
-void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
-                       const RoIAlignParams& params, Stream stream);
-void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, const TensorRef& grad_input,
-                        const TensorRef& workspace, const RoIAlignParams& params, bool deterministic,
-                        Stream stream);
+void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, const TensorRef& boxes,
+                       const TensorRef& out, Stream stream);
+void roi_align_backward(const RoIAlignParams& params, const TensorRef& grad_output, const TensorRef& boxes,
+                        const TensorRef& grad_input, const TensorRef& workspace, Stream stream);
 }  // namespace detcore::cuda

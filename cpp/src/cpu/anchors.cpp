@@ -10,7 +10,7 @@ namespace detcore::cpu {
 namespace {
 
 template <typename T>
-void grid_anchors_kernel(const CellAnchorChunk& chunk, int64_t height, int64_t width, int64_t num_anchors,
+void make_anchors_kernel(const CellAnchorChunk& chunk, int64_t height, int64_t width, int64_t num_anchors,
                          int64_t stride_h, int64_t stride_w, T* out) {
   // One grid location writes num_anchors * 4 values; chunks of ~16k values.
   const int64_t grain = std::max<int64_t>(1, 16384 / (4 * num_anchors));
@@ -29,9 +29,9 @@ void grid_anchors_kernel(const CellAnchorChunk& chunk, int64_t height, int64_t w
 
 }  // namespace
 
-void grid_anchors(const CellAnchorChunk& chunk, int64_t stride_h, int64_t stride_w, const TensorRef& out) {
-  DETCORE_DISPATCH_FLOAT32_64(out.dtype, "grid_anchors", [&] {
-    grid_anchors_kernel(chunk, out.size(0), out.size(1), out.size(2), stride_h, stride_w, out.ptr<scalar_t>());
+void make_anchors(const CellAnchorChunk& chunk, int64_t stride_h, int64_t stride_w, const TensorRef& out) {
+  DETCORE_DISPATCH_FLOAT32_64(out.dtype, "make_anchors", [&] {
+    make_anchors_kernel(chunk, out.size(0), out.size(1), out.size(2), stride_h, stride_w, out.ptr<scalar_t>());
   });
 }
 

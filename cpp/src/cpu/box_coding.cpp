@@ -4,6 +4,7 @@
 
 #include "detcore/math/box_coding.h"
 #include "detcore/parallel.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -65,28 +66,46 @@ void decode_backward_kernel(const T* grad_out, const T* deltas, const T* boxes, 
 
 }  // namespace
 
-void encode_boxes(const TensorRef& reference_boxes, const TensorRef& proposals, const std::array<double, 4>& weights,
+void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxes, const TensorRef& proposals,
                   const TensorRef& out) {
+  if (is_half(out.dtype)) {
+    FloatStaging staging;
+    cpu::encode_boxes(params, staging.input(reference_boxes), staging.input(proposals), staging.output(out));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(out.dtype, "encode_boxes", [&] {
     encode_kernel(reference_boxes.ptr<const scalar_t>(), proposals.ptr<const scalar_t>(), out.size(0),
-                  params_of<scalar_t>(weights, 0.0), out.ptr<scalar_t>());
+                  params_of<scalar_t>(params.weights, 0.0), out.ptr<scalar_t>());
   });
 }
 
-void decode_boxes(const TensorRef& deltas, const TensorRef& boxes, const std::array<double, 4>& weights, double clamp,
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
                   const TensorRef& out) {
+  if (is_half(out.dtype)) {
+    FloatStaging staging;
+    cpu::decode_boxes(params, staging.input(deltas), staging.input(boxes), staging.output(out));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(out.dtype, "decode_boxes", [&] {
     decode_kernel(deltas.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), deltas.size(0), deltas.size(1) / 4,
-                  params_of<scalar_t>(weights, clamp), out.ptr<scalar_t>());
+                  params_of<scalar_t>(params.weights, params.clamp), out.ptr<scalar_t>());
   });
 }
 
-void decode_boxes_backward(const TensorRef& grad_out, const TensorRef& deltas, const TensorRef& boxes,
-                           const std::array<double, 4>& weights, double clamp, const TensorRef& grad_deltas,
-                           const TensorRef& grad_boxes) {
+void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_out, const TensorRef& deltas,
+                           const TensorRef& boxes, const TensorRef& grad_deltas, const TensorRef& grad_boxes) {
+  if (is_half(deltas.dtype)) {
+    FloatStaging staging;
+    cpu::decode_boxes_backward(params, staging.input(grad_out), staging.input(deltas), staging.input(boxes),
+                          staging.output(grad_deltas), staging.output(grad_boxes));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(deltas.dtype, "decode_boxes_backward", [&] {
     decode_backward_kernel(grad_out.ptr<const scalar_t>(), deltas.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(),
-                           deltas.size(0), deltas.size(1) / 4, params_of<scalar_t>(weights, clamp),
+                           deltas.size(0), deltas.size(1) / 4, params_of<scalar_t>(params.weights, params.clamp),
                            grad_deltas.ptr<scalar_t>(), grad_boxes.ptr<scalar_t>());
   });
 }

@@ -15,7 +15,9 @@
 #include "detcore/errors.h"
 #include "detcore/math/focal_loss.h"
 #include "detcore/parallel.h"
+#include "detcore/math/ceil_div.h"
 #include "dispatch.h"
+#include "simd_clones.h"
 
 namespace detcore::cpu {
 namespace {
@@ -33,14 +35,6 @@ struct Outputs {
   T* grad;  // nullptr when no gradient is wanted
   T grad_scale;
 };
-
-// The wheel targets baseline x86-64 (SSE2); the hot loop is also compiled for
-// AVX2+FMA and AVX-512 and the best one the CPU has is picked at load time.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define DETCORE_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DETCORE_SIMD_CLONES
-#endif
 
 // Loss (and gradient) of the n elements x[0, n) against float targets t;
 // writes them at out.loss / out.grad offset by `offset` and returns their sum
@@ -105,7 +99,7 @@ void focal_loss_kernel(const FocalLossArgs& args, const math::FocalParams<T>& pa
   const int64_t classes = args.labels ? args.inputs.size(1) : 1;
   const int64_t units = args.labels ? args.inputs.size(0) : n;
   const int64_t units_per_chunk = std::max<int64_t>(1, kChunkElements / std::max<int64_t>(classes, 1));
-  const int64_t chunks = n == 0 ? 0 : (units + units_per_chunk - 1) / units_per_chunk;
+  const int64_t chunks = n == 0 ? 0 : math::ceil_div<int64_t>(units, units_per_chunk);
 
   std::vector<double> chunk_sums(kReduce ? chunks : 0);
   parallel_for(chunks, 1, [&](int64_t first, int64_t last) {

@@ -20,8 +20,10 @@
 #include "backend/nms.h"
 #include "detcore/math/nms.h"
 #include "detcore/parallel.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 #include "radix_sort.h"
+#include "simd_clones.h"
 
 namespace detcore::cpu {
 namespace {
@@ -77,23 +79,13 @@ inline void suppress_range(const SortedBoxes<T>& s, int64_t i, int64_t lo, int64
 }
 
 // The hot loop: every box kept in a block against one tile of later boxes.
-// x86-64 builds also carry an AVX2 clone picked at load time (8 floats per
-// instruction instead of SSE2's 4); the arithmetic is the same IEEE
-// operations in the same order (no FMA), so results do not depend on it.
+// Compiled for several instruction sets (simd_clones.h): AVX2 does 8 floats
+// per instruction where SSE2 does 4, with the same results.
 template <typename T>
 inline void suppress_tile(const SortedBoxes<T>& s, const int64_t* kept, int64_t num_kept, int64_t lo, int64_t hi,
                           T threshold, uint8_t* suppressed) {
   for (int64_t k = 0; k < num_kept; ++k) suppress_range(s, kept[k], lo, hi, threshold, suppressed);
 }
-
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define DETCORE_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef DETCORE_SIMD_CLONES
-#define DETCORE_SIMD_CLONES
-#endif
 
 DETCORE_SIMD_CLONES void suppress_tile_simd(const SortedBoxes<float>& s, const int64_t* kept, int64_t num_kept,
                                             int64_t lo, int64_t hi, float threshold, uint8_t* suppressed) {
@@ -217,14 +209,18 @@ int64_t nms_kernel(const T* boxes, const T* scores, const int64_t* idxs, int64_t
 
 }  // namespace
 
-int64_t nms_workspace_size(int64_t num_boxes) { return kWorkspaceArrays * (8 * num_boxes + kAlign); }
+int64_t nms_workspace_bytes(int64_t num_boxes) { return kWorkspaceArrays * (8 * num_boxes + kAlign); }
 
-int64_t nms(const TensorRef& boxes, const TensorRef& scores, const TensorRef* idxs, double iou_threshold,
+int64_t nms(const NmsParams& params, const TensorRef& boxes, const TensorRef& scores, const TensorRef* idxs,
             const TensorRef& keep, const TensorRef& workspace) {
+  if (is_half(boxes.dtype)) {
+    FloatStaging staging;  // the scores widen exactly: the order is unchanged
+    return cpu::nms(params, staging.input(boxes), staging.input(scores), idxs, keep, workspace);
+  }
   int64_t count = 0;
   DETCORE_DISPATCH_FLOAT32_64(boxes.dtype, "nms", [&] {
     count = nms_kernel(boxes.ptr<const scalar_t>(), scores.ptr<const scalar_t>(),
-                       idxs ? idxs->ptr<const int64_t>() : nullptr, boxes.size(0), iou_threshold,
+                       idxs ? idxs->ptr<const int64_t>() : nullptr, boxes.size(0), params.iou_threshold,
                        keep.ptr<int64_t>(), workspace.data);
   });
   return count;

@@ -5,6 +5,7 @@
 
 #include "detcore/math/paste_masks.h"
 #include "detcore/parallel.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -128,8 +129,44 @@ void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* bo
 
 }  // namespace
 
-void paste_masks(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
-                 std::optional<double> threshold, bool out_holds_zeros) {
+// float16 / bfloat16 masks: pasted in float into a float plane, then rounded
+// to the masks' dtype, or with a threshold compared as the masks' dtype with
+// the threshold rounded to it (as `pasted > threshold` would, and as CUDA
+// does).
+static void paste_half_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
+                      const TensorRef& out) {
+  FloatStaging staging;
+  const TensorRef masks_f = staging.input(masks), boxes_f = staging.input(boxes);
+  if (!params.threshold) {
+    cpu::paste_masks(PasteMasksParams{std::nullopt, true}, masks_f, boxes_f, staging.output(out));
+    staging.finish();
+    return;
+  }
+  std::vector<float> plane(static_cast<size_t>(out.numel()));  // zeros
+  TensorRef pasted = out;
+  pasted.dtype = DType::Float32;
+  pasted.data = plane.data();
+  cpu::paste_masks(PasteMasksParams{std::nullopt, true}, masks_f, boxes_f, pasted);
+  const bool bf16 = masks.dtype == DType::BFloat16;
+  auto round = [bf16](float v) {
+    return bf16 ? bfloat16_to_float(float_to_bfloat16(v)) : half_to_float(float_to_half(v));
+  };
+  const float threshold = round(static_cast<float>(*params.threshold));
+  const float* values = pasted.ptr<const float>();
+  bool* above = out.ptr<bool>();
+  parallel_for(out.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) above[i] = round(values[i]) > threshold;
+  });
+}
+
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
+                 const TensorRef& out) {
+  if (is_half(masks.dtype)) {
+    paste_half_masks(params, masks, boxes, out);
+    return;
+  }
+  const std::optional<double>& threshold = params.threshold;
+  const bool out_holds_zeros = params.out_holds_zeros;
   const int64_t n = masks.size(0), mh = masks.size(1), mw = masks.size(2);
   const int64_t image_h = out.size(1), image_w = out.size(2);
   DETCORE_DISPATCH_FLOAT32_64(masks.dtype, "paste_masks", [&] {

@@ -19,6 +19,8 @@
 #include "backend/roi_align.h"
 #include "detcore/math/roi_align.h"
 #include "detcore/parallel.h"
+#include "detcore/math/ceil_div.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -171,8 +173,8 @@ void forward_kernel(const T* input, const T* boxes, T* out, int64_t num_rois, in
   // items share channels and mostly an image, so the planes stay in cache.
   constexpr int kChannelsPerItem = 4;
   constexpr int64_t kRoIsPerBlock = 32;
-  const int64_t channel_groups = (channels + kChannelsPerItem - 1) / kChannelsPerItem;
-  const int64_t blocks = (num_rois + kRoIsPerBlock - 1) / kRoIsPerBlock;
+  const int64_t channel_groups = math::ceil_div<int64_t>(channels, kChannelsPerItem);
+  const int64_t blocks = math::ceil_div<int64_t>(num_rois, kRoIsPerBlock);
   parallel_for(channel_groups * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t group = item / blocks;
@@ -234,7 +236,7 @@ void backward_kernel(const T* grad_output, const T* boxes, T* grad_input, int64_
   const ImageGroups groups = group_by_image(plan.batch, batch_size);
   // Items (image, group of channels): a thread owns those grad_input planes.
   constexpr int kChannelsPerItem = 4;
-  const int64_t channel_groups = (channels + kChannelsPerItem - 1) / kChannelsPerItem;
+  const int64_t channel_groups = math::ceil_div<int64_t>(channels, kChannelsPerItem);
   parallel_for(batch_size * channel_groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / channel_groups;
@@ -259,16 +261,28 @@ void backward_kernel(const T* grad_output, const T* boxes, T* grad_input, int64_
 
 }  // namespace
 
-void roi_align_forward(const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
-                       const RoIAlignParams& params) {
+void roi_align_forward(const RoIAlignParams& params, const TensorRef& input, const TensorRef& boxes,
+                       const TensorRef& out) {
+  if (is_half(input.dtype)) {
+    FloatStaging staging;
+    cpu::roi_align_forward(params, staging.input(input), staging.input(boxes), staging.output(out));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(input.dtype, "roi_align", [&] {
     forward_kernel(input.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), out.ptr<scalar_t>(), boxes.size(0),
                    input.size(0), input.size(1), input.size(2), input.size(3), params);
   });
 }
 
-void roi_align_backward(const TensorRef& grad_output, const TensorRef& boxes, const TensorRef& grad_input,
-                        const RoIAlignParams& params) {
+void roi_align_backward(const RoIAlignParams& params, const TensorRef& grad_output, const TensorRef& boxes,
+                        const TensorRef& grad_input) {
+  if (is_half(grad_input.dtype)) {
+    FloatStaging staging;  // the gradients add up in float, rounded once
+    cpu::roi_align_backward(params, staging.input(grad_output), staging.input(boxes), staging.output(grad_input));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(grad_input.dtype, "roi_align_backward", [&] {
     backward_kernel(grad_output.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), grad_input.ptr<scalar_t>(),
                     boxes.size(0), grad_input.size(0), grad_input.size(1), grad_input.size(2), grad_input.size(3),

@@ -6,6 +6,7 @@
 
 #include "detcore/math/roi_pool.h"
 #include "detcore/parallel.h"
+#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 // Both kernels run in parallel over the (image, channel) planes of the input:
@@ -200,14 +201,26 @@ void backward_kernel(const TensorRef& grad_out, const TensorRef& boxes, const Te
 
 }  // namespace
 
-void roi_pool_forward(const TensorRef& input, const TensorRef& boxes, double spatial_scale, const TensorRef& out,
-                      const TensorRef& argmax) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
+                      const TensorRef& out, const TensorRef& argmax) {
+  if (is_half(input.dtype)) {
+    FloatStaging staging;  // the maxima are half values: exact in float and back
+    cpu::roi_pool_forward(params, staging.input(input), staging.input(boxes), staging.output(out), argmax);
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(input.dtype, "roi_pool",
-                              [&] { forward_kernel<scalar_t>(input, boxes, spatial_scale, out, argmax); });
+                              [&] { forward_kernel<scalar_t>(input, boxes, params.spatial_scale, out, argmax); });
 }
 
-void roi_pool_backward(const TensorRef& grad_out, const TensorRef& boxes, const TensorRef& argmax,
-                       const TensorRef& grad_input) {
+void roi_pool_backward(const RoIPoolParams& params, const TensorRef& grad_out, const TensorRef& boxes,
+                       const TensorRef& argmax, const TensorRef& grad_input) {
+  if (is_half(grad_input.dtype)) {
+    FloatStaging staging;  // the gradients add up in float, rounded once
+    cpu::roi_pool_backward(params, staging.input(grad_out), staging.input(boxes), argmax, staging.output(grad_input));
+    staging.finish();
+    return;
+  }
   DETCORE_DISPATCH_FLOAT32_64(grad_out.dtype, "roi_pool_backward",
                               [&] { backward_kernel<scalar_t>(grad_out, boxes, argmax, grad_input); });
 }

@@ -197,10 +197,10 @@ def voc07_map(predictions: Dict[int, dict], dataset, iou_threshold: float = 0.5)
                                    difficult.numpy().astype(bool))
     per_class = {}
     for label in range(1, dataset.num_classes):
-        gt_boxes = {i: (b[l == label], d[l == label]) for i, (b, l, d) in gts.items()}
+        gt_boxes = {i: (b[lab == label], d[lab == label]) for i, (b, lab, d) in gts.items()}
         npos = sum(int((~d).sum()) for _, d in gt_boxes.values())
         dets = [(float(s), i, box) for i, p in predictions.items() if i in gt_boxes
-                for box, s, l in zip(p["boxes"], p["scores"], p["labels"]) if int(l) == label]
+                for box, s, lab in zip(p["boxes"], p["scores"], p["labels"]) if int(lab) == label]
         dets.sort(key=lambda d: -d[0])
         used = {i: np.zeros(len(b), dtype=bool) for i, (b, _) in gt_boxes.items()}
         tp, fp = np.zeros(len(dets)), np.zeros(len(dets))

@@ -48,7 +48,7 @@ def draw_detections(ax, image: np.ndarray, pred: dict, class_names: Sequence[str
         colour = _COLOURS[int(pred["labels"][keep[k]]) % len(_COLOURS)]
         canvas[mask] = 0.55 * canvas[mask] + 0.45 * colour
     ax.imshow(np.clip(canvas, 0, 1))
-    for k, i in enumerate(keep):
+    for i in keep:
         label = int(pred["labels"][i])
         colour = _COLOURS[label % len(_COLOURS)]
         x1, y1, x2, y2 = (float(v) for v in pred["boxes"][i])

@@ -18,7 +18,6 @@ and calls ``detcore._C``. The public op picks the namespace from its inputs:
 from __future__ import annotations
 
 import numbers
-from typing import NamedTuple
 
 import numpy as np
 
@@ -83,6 +82,10 @@ def prepare(**arrays):
     inputs, and DLPack inputs on a GPU). None values stay None."""
     kind = kind_of(**arrays)
     if kind == TORCH_KIND:
+        for name, x in arrays.items():
+            if x is not None and x.is_quantized:  # torchvision has quantized kernels; detcore does not
+                raise TypeError(f"{name}: expected a float tensor, got a quantized one ({x.dtype}); "
+                                "pass .dequantize()")
         return kind, list(arrays.values())
     on_cpu = kind == NUMPY_KIND or all(
         x is None or int(x.__dlpack_device__()[0]) in _DLPACK_CPU_DEVICES for x in arrays.values()
@@ -130,20 +133,6 @@ def check_boxes(x, name: str, layout: str = "(N, 4)", width: int = 4) -> None:
         raise ValueError(f"{name}: expected an array of shape {layout}, got shape {tuple(x.shape)}")
 
 
-class Device(NamedTuple):
-    """Where an array lives: ("cpu", 0) or ("cuda", index). ``str()`` gives
-    "cpu" or "cuda:<index>", the device string of the ``_C`` size queries."""
-
-    type: str
-    index: int
-
-    def __str__(self) -> str:
-        return self.type if self.type == "cpu" else f"{self.type}:{self.index}"
-
-
-CPU = Device("cpu", 0)
-
-
 class NumpyArrays:
     """Array namespace for the numpy path."""
 
@@ -169,8 +158,9 @@ class NumpyArrays:
         return 0
 
     @staticmethod
-    def device(like) -> Device:
-        return CPU
+    def device(like) -> str:
+        """The device of `like` as the ``_C`` workspace queries take it."""
+        return "cpu"
 
     @staticmethod
     def workspace(nbytes: int, like):
@@ -211,10 +201,10 @@ class TorchArrays:
         return torch.cuda.current_stream(like.device).cuda_stream
 
     @staticmethod
-    def device(like) -> Device:
-        if like.device.type != "cuda":
-            return CPU
-        return Device("cuda", like.device.index if like.device.index is not None else torch.cuda.current_device())
+    def device(like) -> str:
+        """'cpu' or 'cuda:<index>' (a tensor's device always has its index),
+        as the ``_C`` workspace queries take it."""
+        return str(like.device)
 
     @staticmethod
     def workspace(nbytes: int, like):

@@ -22,7 +22,7 @@ a pair) by that spelling only, so it is written out, never aliased.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -38,13 +38,26 @@ if TYPE_CHECKING:
     BroadcastingList2 = Union[_T, Tuple[_T, _T], List[_T]]
     # 4 numbers (wx, wy, ww, wh)
     Weights = Union[Tuple[float, float, float, float], Sequence[float]]
+    # anchors: (H, W) per level; an int or (stride_h, stride_w) per level;
+    # numbers for every level or one sequence per level; a numpy or torch
+    # dtype; a torch device or its name
+    GridSizes = Sequence[Tuple[int, int]]
+    Strides = Sequence[Union[int, Tuple[int, int]]]
+    PerLevel = Union[Sequence[float], Sequence[Sequence[float]]]
+    DType = Any
+    Device = Any
 elif torch is not None:
     from torch.jit.annotations import BroadcastingList2
 
     Array = torch.Tensor
     Weights = Tuple[float, float, float, float]
+    GridSizes = List[Tuple[int, int]]
+    Strides = Union[List[int], List[Tuple[int, int]]]
+    PerLevel = Union[List[float], List[List[float]]]
+    DType = Optional[torch.dtype]
+    Device = Optional[torch.device]
 else:  # never evaluated without PyTorch; defined for completeness
-    Array = BroadcastingList2 = Weights = object
+    Array = BroadcastingList2 = Weights = GridSizes = Strides = PerLevel = DType = Device = object
 
 if torch is not None:
     from torch.jit import is_scripting
@@ -81,4 +94,7 @@ def fx_node(fn, *args, **kwargs):
         proxy = _find_proxy(kwargs.values())
     if proxy is None:
         return None
+    # While tracing, torch.fx.wrap has replaced the module's global `fn` with
+    # a wrapper (functools.wraps): the node calls the op itself.
+    fn = getattr(fn, "__wrapped__", fn)
     return proxy.tracer.create_proxy("call_function", fn, args, kwargs)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import List
 
 import numpy as np
 
 from .. import _C
 from ._interop import TORCH, check_int, torch
+from ._scripting import Array, Device, DType, GridSizes, PerLevel, Strides, fx_node, is_scripting
 
 _NUMPY_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -122,13 +124,13 @@ def _output_format(dtype, device):
 
 def _level_anchors(use_torch, sizes, ratios, height, width, stride_h, stride_w, dtype, device):
     if use_torch:
-        return torch.ops.detcore.grid_anchors(sizes, ratios, height, width, stride_h, stride_w, dtype, device)
+        return torch.ops.detcore.make_anchors(sizes, ratios, height, width, stride_h, stride_w, dtype, device)
     out = np.empty((height, width, len(sizes) * len(ratios), 4), dtype=dtype)
-    _C.grid_anchors(sizes, ratios, stride_h, stride_w, out, 0)
+    _C.make_anchors(sizes, ratios, stride_h, stride_w, out, 0)
     return out.reshape(-1, 4)
 
 
-def cell_anchors(sizes, aspect_ratios, dtype=np.float32, device=None):
+def cell_anchors(sizes: List[float], aspect_ratios: List[float], dtype: DType = None, device: Device = None) -> Array:
     """The (A, 4) anchors of one grid cell, centred on (0, 0), as
     ``AnchorGenerator.generate_anchors``.
 
@@ -142,13 +144,20 @@ def cell_anchors(sizes, aspect_ratios, dtype=np.float32, device=None):
         aspect_ratios: positive numbers, height / width.
         dtype, device: as for :func:`make_anchors`.
     """
+    if is_scripting():
+        return torch.ops.detcore.make_anchors(sizes, aspect_ratios, 1, 1, 1, 1,
+                                              torch.float32 if dtype is None else dtype,
+                                              torch.device("cpu") if device is None else device)
     use_torch, dtype, device = _output_format(dtype, device)
     sizes = _positive_numbers(sizes, "sizes")
     ratios = _positive_numbers(aspect_ratios, "aspect_ratios")
     return _level_anchors(use_torch, sizes, ratios, 1, 1, 1, 1, dtype, device)
 
 
-def make_anchors(feature_sizes, strides, sizes, aspect_ratios, dtype=np.float32, device=None):
+def make_anchors(
+    feature_sizes: GridSizes, strides: Strides, sizes: PerLevel, aspect_ratios: PerLevel, dtype: DType = None,
+    device: Device = None,
+) -> List[Array]:
     """The anchors of every feature level, as ``torchvision``'s
     ``AnchorGenerator`` gives them (values and order).
 
@@ -175,7 +184,17 @@ def make_anchors(feature_sizes, strides, sizes, aspect_ratios, dtype=np.float32,
 
     Returns:
         A list with one ``(H * W * A, 4)`` array per level, ``x1, y1, x2, y2``.
+
+    Under TorchScript the result is torch tensors (float32 on the CPU unless
+    `dtype` / `device` say otherwise), and the arguments are lists: of
+    (H, W) tuples, of ints or of (stride_h, stride_w) tuples, of floats or
+    of one list of floats per level.
     """
+    if is_scripting():
+        return _script_make_anchors(feature_sizes, strides, sizes, aspect_ratios, dtype, device)
+    node = fx_node(make_anchors, feature_sizes, strides, sizes, aspect_ratios, dtype, device)
+    if node is not None:
+        return node
     use_torch, dtype, device = _output_format(dtype, device)
     levels = _feature_sizes(feature_sizes)
     stride_list = _strides(strides, len(levels))
@@ -187,10 +206,39 @@ def make_anchors(feature_sizes, strides, sizes, aspect_ratios, dtype=np.float32,
     ]
 
 
+def _script_make_anchors(feature_sizes: GridSizes, strides: Strides, sizes: PerLevel, aspect_ratios: PerLevel,
+                         dtype: DType, device: Device) -> List[Array]:
+    """`make_anchors` for TorchScript; the custom op checks the values."""
+    levels = len(feature_sizes)
+    if isinstance(sizes, List[float]):
+        size_list = [sizes for _ in range(levels)]
+    else:
+        size_list = sizes
+    if isinstance(aspect_ratios, List[float]):
+        ratio_list = [aspect_ratios for _ in range(levels)]
+    else:
+        ratio_list = aspect_ratios
+    if isinstance(strides, List[int]):
+        stride_list = [(s, s) for s in strides]
+    else:
+        stride_list = strides
+    if len(stride_list) != levels or len(size_list) != levels or len(ratio_list) != levels:
+        raise ValueError("strides, sizes and aspect_ratios: expected one entry per feature level")
+    out_dtype = torch.float32 if dtype is None else dtype
+    out_device = torch.device("cpu") if device is None else device
+    anchors: List[torch.Tensor] = []
+    for i in range(levels):
+        anchors.append(torch.ops.detcore.make_anchors(size_list[i], ratio_list[i], feature_sizes[i][0],
+                                                      feature_sizes[i][1], stride_list[i][0], stride_list[i][1],
+                                                      out_dtype, out_device))
+    return anchors
+
+
 if torch is not None:
 
-    @torch.library.custom_op("detcore::grid_anchors", mutates_args=())
-    def _grid_anchors_op(
+    # One level's anchors, as `_C.make_anchors`; the public make_anchors calls it per level.
+    @torch.library.custom_op("detcore::make_anchors", mutates_args=())
+    def _make_anchors_op(
         sizes: list[float],
         aspect_ratios: list[float],
         height: int,
@@ -200,10 +248,19 @@ if torch is not None:
         dtype: torch.dtype,
         device: torch.device,
     ) -> torch.Tensor:
+        # The arguments are checked here too, for TorchScript callers.
+        _positive_numbers(sizes, "sizes")
+        _positive_numbers(aspect_ratios, "aspect_ratios")
+        _output_format(dtype, device)
+        height, width = check_int(height, "height", 0), check_int(width, "width", 0)
+        stride_h, stride_w = check_int(stride_h, "stride_h", 1), check_int(stride_w, "stride_w", 1)
         out = torch.empty((height, width, len(sizes) * len(aspect_ratios), 4), dtype=dtype, device=device)
-        _C.grid_anchors(sizes, aspect_ratios, stride_h, stride_w, TORCH.native(out), TORCH.stream(out))
+        _C.make_anchors(sizes, aspect_ratios, stride_h, stride_w, TORCH.native(out), TORCH.stream(out))
         return out.view(-1, 4)
 
-    @_grid_anchors_op.register_fake
+    @_make_anchors_op.register_fake
     def _(sizes, aspect_ratios, height, width, stride_h, stride_w, dtype, device):
         return torch.empty((height * width * len(sizes) * len(aspect_ratios), 4), dtype=dtype, device=device)
+
+    # A leaf node for torch.fx when called through this module's globals.
+    torch.fx.wrap("make_anchors")

@@ -60,7 +60,7 @@ def _check_pairs(reference_boxes, proposals) -> None:
 def _encode_boxes(xp, reference_boxes, proposals, weights):
     _check_pairs(reference_boxes, proposals)
     out = xp.empty(tuple(reference_boxes.shape), reference_boxes.dtype, like=reference_boxes)
-    _C.encode_boxes(xp.native(reference_boxes), xp.native(proposals), weights, xp.native(out),
+    _C.encode_boxes(weights, xp.native(reference_boxes), xp.native(proposals), xp.native(out),
                     xp.stream(reference_boxes))
     return out
 
@@ -68,7 +68,7 @@ def _encode_boxes(xp, reference_boxes, proposals, weights):
 def _decode_boxes(xp, deltas, boxes, weights, clamp):
     _check_deltas(deltas, boxes)
     out = xp.empty(tuple(deltas.shape), deltas.dtype, like=deltas)
-    _C.decode_boxes(xp.native(deltas), xp.native(boxes), weights, clamp, xp.native(out), xp.stream(deltas))
+    _C.decode_boxes(weights, clamp, xp.native(deltas), xp.native(boxes), xp.native(out), xp.stream(deltas))
     return out
 
 
@@ -119,7 +119,7 @@ def decode_boxes(
 
     Args:
         deltas: (N, 4 * K) deltas ``dx, dy, dw, dh``, K per box (e.g. one per
-            class), float32 or float64 (also float16, bfloat16 on CUDA).
+            class), float32, float64, float16 or bfloat16 (computed in float).
         boxes: (N, 4) reference boxes (anchors or proposals); a floating dtype,
             converted to the dtype of `deltas` as torchvision does.
         weights: 4 positive numbers ``(wx, wy, ww, wh)``.
@@ -178,7 +178,7 @@ if torch is not None:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         grad, deltas, boxes = grad.contiguous(), deltas.contiguous(), boxes.contiguous()
         grad_deltas, grad_boxes = torch.empty_like(deltas), torch.empty_like(boxes)
-        _C.decode_boxes_backward(TORCH.native(grad), TORCH.native(deltas), TORCH.native(boxes), weights, clamp,
+        _C.decode_boxes_backward(weights, clamp, TORCH.native(grad), TORCH.native(deltas), TORCH.native(boxes),
                                  TORCH.native(grad_deltas), TORCH.native(grad_boxes), TORCH.stream(deltas))
         return grad_deltas, grad_boxes
 

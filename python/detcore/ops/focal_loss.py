@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_float, dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 
 _REDUCTIONS = ("none", "sum", "mean")
@@ -67,18 +67,18 @@ def _sigmoid_focal_loss(xp, inputs, targets, alpha, gamma, reduction, with_grad)
     grad = xp.empty(tuple(inputs.shape), inputs.dtype, like=inputs) if with_grad else None
     device = xp.device(inputs)
     nbytes = _C.sigmoid_focal_loss_workspace_bytes(
-        math.prod(inputs.shape), device.type == "cuda", device.index, reduction
+        device, dtype_name(inputs.dtype), alpha, gamma, reduction, math.prod(inputs.shape)
     )
     workspace = xp.workspace(nbytes, like=inputs) if nbytes else None
     _C.sigmoid_focal_loss(
+        alpha,
+        gamma,
+        reduction,
         xp.native(inputs),
         xp.native(targets),
         xp.native(loss),
         None if grad is None else xp.native(grad),
         None if workspace is None else xp.native(workspace),
-        alpha,
-        gamma,
-        reduction,
         xp.stream(inputs),
     )
     return loss, grad

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 
 
@@ -43,13 +43,15 @@ def _nms(xp, boxes, scores, idxs, iou_threshold):
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
     device = xp.device(boxes)
-    workspace = xp.workspace(_C.nms_workspace_size(n, device.type == "cuda", device.index), like=boxes)
+    workspace = xp.workspace(_C.nms_workspace_bytes(device, dtype_name(boxes.dtype), iou_threshold, n), like=boxes)
     stream = xp.stream(boxes)
     if idxs is None:
-        count = _C.nms(xp.native(boxes), xp.native(scores), iou_threshold, xp.native(keep), xp.native(workspace), stream)
+        count = _C.nms(
+            iou_threshold, xp.native(boxes), xp.native(scores), xp.native(keep), xp.native(workspace), stream
+        )
     else:
         count = _C.batched_nms(
-            xp.native(boxes), xp.native(scores), xp.native(idxs), iou_threshold, xp.native(keep),
+            iou_threshold, xp.native(boxes), xp.native(scores), xp.native(idxs), xp.native(keep),
             xp.native(workspace), stream,
         )
     if count == n:
@@ -74,8 +76,8 @@ def nms(boxes: Array, scores: Array, iou_threshold: float) -> Array:
     ``iou_threshold=0.3`` (float32(0.3) > 0.3).
 
     Args:
-        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32 or float64 (float16
-            and bfloat16 too on CUDA, with float IoU).
+        boxes: (N, 4) boxes ``x1, y1, x2, y2``; float32, float64, float16
+            or bfloat16 (the half types with a float IoU).
         scores: (N,) scores of the same dtype and device.
         iou_threshold: finite number >= 0.
 
@@ -114,7 +116,9 @@ def batched_nms(boxes: Array, scores: Array, idxs: Array, iou_threshold: float) 
     if is_scripting():
         if boxes.dim() == 1 and boxes.size(0) == 0:
             return torch.empty((0,), dtype=torch.int64, device=boxes.device)
-        return torch.ops.detcore.batched_nms(boxes, scores, idxs.to(torch.int64), iou_threshold)
+        if idxs.dtype in [torch.int8, torch.int16, torch.int32, torch.uint8]:  # as _as_int64_class_ids
+            idxs = idxs.to(torch.int64)
+        return torch.ops.detcore.batched_nms(boxes, scores, idxs, iou_threshold)
     node = fx_node(batched_nms, boxes, scores, idxs, iou_threshold)
     if node is not None:
         return node

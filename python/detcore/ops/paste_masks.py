@@ -63,7 +63,7 @@ def _paste_masks(xp, masks, boxes, image_size, threshold):
     threshold = _threshold(threshold)
     dtype = masks.dtype if threshold is None else xp.bool_
     out, holds_zeros = _output(xp, (masks.shape[0], height, width), dtype, like=masks)
-    _C.paste_masks(xp.native(masks), xp.native(boxes), xp.native(out), threshold, xp.stream(masks), holds_zeros)
+    _C.paste_masks(threshold, holds_zeros, xp.native(masks), xp.native(boxes), xp.native(out), xp.stream(masks))
     return out
 
 
@@ -85,8 +85,8 @@ def paste_masks(masks: Array, boxes: Array, image_size: Tuple[int, int], thresho
 
     Args:
         masks: (N, Mh, Mw) or (N, 1, Mh, Mw) soft masks (mask-head
-            probabilities), float32 or float64 (also float16 and bfloat16 on
-            CUDA, computed in float). Non-square masks are scaled by
+            probabilities), float32, float64, float16 or bfloat16 (the half
+            types computed in float). Non-square masks are scaled by
             (Mh + 2) / Mh vertically and (Mw + 2) / Mw horizontally
             (torchvision uses the width's factor for both; square masks are
             identical).

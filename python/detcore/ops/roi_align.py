@@ -44,8 +44,8 @@ def _roi_align(xp, input, rois, spatial_scale, pooled_height, pooled_width, samp
     check_ndim(input, "input", 4, "(N, C, H, W)")
     check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
     out = xp.empty((rois.shape[0], input.shape[1], pooled_height, pooled_width), input.dtype, like=input)
-    _C.roi_align_forward(xp.native(input), xp.native(rois), xp.native(out), spatial_scale, pooled_height,
-                         pooled_width, sampling_ratio, aligned, xp.stream(input))
+    _C.roi_align_forward(pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned, xp.native(input),
+                         xp.native(rois), xp.native(out), xp.stream(input))
     return out
 
 
@@ -53,12 +53,14 @@ def _roi_align_backward(xp, grad, rois, spatial_scale, pooled_height, pooled_wid
                         input_shape, deterministic):
     grad_input = xp.empty(tuple(input_shape), grad.dtype, like=grad)
     numel = math.prod(input_shape)
-    on_cuda = xp.device(grad).type == "cuda"
+    device = xp.device(grad)
     workspace = xp.workspace(
-        _C.roi_align_backward_workspace_bytes(dtype_name(grad.dtype), on_cuda, numel, deterministic), like=grad
+        _C.roi_align_backward_workspace_bytes(device, dtype_name(grad.dtype), pooled_height, pooled_width,
+                                              spatial_scale, sampling_ratio, aligned, deterministic, numel),
+        like=grad,
     )
-    _C.roi_align_backward(xp.native(grad), xp.native(rois), xp.native(grad_input), xp.native(workspace),
-                          spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, deterministic,
+    _C.roi_align_backward(pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned, deterministic,
+                          xp.native(grad), xp.native(rois), xp.native(grad_input), xp.native(workspace),
                           xp.stream(grad))
     return grad_input
 
@@ -75,8 +77,8 @@ def roi_align(
     """Pools each RoI to ``output_size`` bins, as ``torchvision.ops.roi_align``.
 
     Args:
-        input: (N, C, H, W) features, float32 or float64 (float16 and
-            bfloat16 on CUDA too).
+        input: (N, C, H, W) features, float32, float64, float16 or
+            bfloat16 (the half types computed in float).
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` of the input's
             dtype and device, or a list of N per-image (Ki, 4) boxes.
             Batch indices must be integers in [0, N) (ValueError on the CPU;

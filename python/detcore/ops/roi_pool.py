@@ -39,7 +39,8 @@ def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_
     out = xp.empty(shape, input.dtype, like=input)
     argmax = xp.empty(shape, xp.int32, like=input)
     _C.roi_pool_forward(
-        xp.native(input), xp.native(rois), spatial_scale, xp.native(out), xp.native(argmax), xp.stream(input)
+        pooled_height, pooled_width, spatial_scale, xp.native(input), xp.native(rois), xp.native(out),
+        xp.native(argmax), xp.stream(input)
     )
     return out, argmax
 
@@ -50,12 +51,14 @@ def _roi_pool_backward(xp, grad_out, rois, argmax, input_shape, deterministic: b
     atomicAdd for a fixed summation order."""
     grad_input = xp.empty(tuple(input_shape), grad_out.dtype, like=grad_out)
     _C.roi_pool_backward(
+        grad_out.shape[2],
+        grad_out.shape[3],
+        deterministic,
         xp.native(grad_out),
         xp.native(rois),
         xp.native(argmax),
         xp.native(grad_input),
         xp.stream(grad_out),
-        deterministic,
     )
     return grad_input
 
@@ -67,8 +70,8 @@ def roi_pool(
     ``torchvision.ops.roi_pool``.
 
     Args:
-        input: (N, C, H, W) features, float32 or float64 (float16 and
-            bfloat16 too on CUDA).
+        input: (N, C, H, W) features, float32, float64, float16 or
+            bfloat16 (the half types computed in float).
         boxes: (K, 5) RoIs ``[batch_index, x1, y1, x2, y2]`` in image
             coordinates, of the input's dtype and device, or a list of N
             per-image (Ki, 4) boxes.

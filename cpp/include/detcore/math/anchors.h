@@ -1,4 +1,4 @@
-// Anchor math shared by the CPU and CUDA kernels of grid_anchors.
+// Anchor math shared by the CPU and CUDA kernels of make_anchors.
 //
 // The values and their rounding follow torchvision's AnchorGenerator, so
 // anchors (and the detectors trained on them) match bit for bit:

@@ -5,6 +5,8 @@
 // empty boxes is 0 / 0 = NaN.
 #pragma once
 
+#include <cstdint>
+
 #include "detcore/macros.h"
 
 namespace detcore::math {
@@ -48,6 +50,13 @@ template <typename T>
 DETCORE_HOST_DEVICE T iou(const Box<T>& a, T area_a, const Box<T>& b, T area_b) {
   const T inter = intersection(a, b);
   return inter / (area_a + area_b - inter);
+}
+
+// The IoU of integer boxes, as torchvision computes it: areas and the
+// intersection exact in int64, their ratio in float.
+DETCORE_HOST_DEVICE float integer_iou(const Box<int64_t>& a, int64_t area_a, const Box<int64_t>& b, int64_t area_b) {
+  const int64_t inter = intersection(a, b);
+  return static_cast<float>(inter) / static_cast<float>(area_a + area_b - inter);
 }
 
 }  // namespace detcore::math
