@@ -1,4 +1,5 @@
 #include "detcore/ops/box_iou_variants.h"
+#include "names.h"
 
 #include <optional>
 #include <string>
@@ -50,12 +51,13 @@ void bind_box_iou_variants(py::module_& m) {
       "Generalized / distance / complete IoU of every pair of boxes into out (N, M).");
   m.def(
       "box_iou_loss_workspace_bytes",
-      [](const std::string& variant, const std::string& reduction, bool cuda, int device_index, int64_t n) {
-        return detcore::box_iou_loss_workspace_bytes(loss_params(variant, reduction, 0.0),
-                                                     Device{cuda ? DeviceKind::CUDA : DeviceKind::CPU, device_index},
-                                                     DType::Float32, n);
+      [](const std::string& device, const std::string& dtype, const std::string& variant, const std::string& reduction,
+         double eps, int64_t n) {
+        return detcore::box_iou_loss_workspace_bytes(loss_params(variant, reduction, eps), device_from_name(device),
+                                                     dtype_from_name(dtype), n);
       },
-      py::arg("variant"), py::arg("reduction"), py::arg("cuda"), py::arg("device_index"), py::arg("n"));
+      py::arg("device"), py::arg("dtype"), py::arg("variant"), py::arg("reduction"), py::arg("eps"), py::arg("n"),
+      "Bytes of workspace box_iou_loss_forward needs for n pairs.");
   m.def(
       "box_iou_loss_forward",
       [](const std::string& variant, const std::string& reduction, double eps, py::handle boxes1, py::handle boxes2,

@@ -1,4 +1,5 @@
 #include "detcore/ops/soft_nms.h"
+#include "names.h"
 
 #include <optional>
 #include <string>
@@ -30,12 +31,13 @@ SoftNMSParams make_params(const std::string& method, double iou_threshold, doubl
 void bind_soft_nms(py::module_& m) {
   m.def(
       "soft_nms_workspace_bytes",
-      [](int64_t num_boxes, bool cuda, int device_index) {
-        return detcore::soft_nms_workspace_bytes(SoftNMSParams{},
-                                                 Device{cuda ? DeviceKind::CUDA : DeviceKind::CPU, device_index},
-                                                 DType::Float64, num_boxes);
+      [](const std::string& device, const std::string& dtype, const std::string& method, double iou_threshold,
+         double sigma, double score_threshold, int64_t num_boxes) {
+        return detcore::soft_nms_workspace_bytes(make_params(method, iou_threshold, sigma, score_threshold),
+                                                 device_from_name(device), dtype_from_name(dtype), num_boxes);
       },
-      py::arg("num_boxes"), py::arg("cuda") = false, py::arg("device_index") = 0);
+      py::arg("device"), py::arg("dtype"), py::arg("method"), py::arg("iou_threshold"), py::arg("sigma"),
+      py::arg("score_threshold"), py::arg("num_boxes"), "Bytes of workspace soft_nms needs for num_boxes boxes.");
   m.def(
       "soft_nms",
       [](const std::string& method, double iou_threshold, double sigma, double score_threshold, py::handle boxes,

@@ -4,7 +4,7 @@ and backward native."""
 from __future__ import annotations
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 from .box_iou_variants import _as_float_boxes, _check_eps
 
@@ -35,8 +35,9 @@ def _forward(xp, variant: str, boxes1, boxes2, reduction: str, eps: float):
     b1, b2 = boxes1.reshape(-1, 4), boxes2.reshape(-1, 4)
     n = b1.shape[0]
     loss = xp.empty((n,) if reduction == "none" else (1,), boxes1.dtype, like=boxes1)
-    device = xp.device(boxes1)
-    nbytes = _C.box_iou_loss_workspace_bytes(variant, reduction, device.type == "cuda", device.index, n)
+    nbytes = _C.box_iou_loss_workspace_bytes(
+        str(xp.device(boxes1)), dtype_name(boxes1.dtype), variant, reduction, eps, n
+    )
     workspace = xp.workspace(nbytes, like=boxes1) if nbytes else None
     _C.box_iou_loss_forward(
         variant,

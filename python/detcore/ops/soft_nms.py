@@ -6,7 +6,7 @@ import math
 from typing import Tuple
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 from .nms import _as_int64_class_ids, _check_threshold
 
@@ -44,8 +44,10 @@ def _soft_nms(xp, boxes, scores, idxs, iou_threshold, sigma, score_threshold, me
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
     out_scores = xp.empty((n,), scores.dtype, like=boxes)
-    device = xp.device(boxes)
-    workspace = xp.workspace(_C.soft_nms_workspace_bytes(n, device.type == "cuda", device.index), like=boxes)
+    nbytes = _C.soft_nms_workspace_bytes(
+        str(xp.device(boxes)), dtype_name(boxes.dtype), method, iou_threshold, sigma, score_threshold, n
+    )
+    workspace = xp.workspace(nbytes, like=boxes)
     count = _C.soft_nms(
         method,
         iou_threshold,
