@@ -23,7 +23,7 @@ __global__ void pairwise_kernel(const T* __restrict__ boxes1, const T* __restric
                                 acc_t<T> eps, T* __restrict__ out) {
   using A = acc_t<T>;
   const int64_t total = n * m;
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total; k += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t k : grid_stride_range(total)) {
     const int64_t i = k / m;
     const int64_t j = k - i * m;
     const auto a = math::load_box<A>(boxes1 + 4 * i);
@@ -37,7 +37,7 @@ __global__ void loss_kernel(const T* __restrict__ b1, const T* __restrict__ b2, 
                             T* __restrict__ loss, acc_t<T>* __restrict__ partials) {
   using A = acc_t<T>;
   A sum = A(0);
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < n; k += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t k : grid_stride_range(n)) {
     const A l =
         math::box_iou_loss_term<V, false>(math::load_box<A>(b1 + 4 * k), math::load_box<A>(b2 + 4 * k), eps).loss;
     if (reduce) {
@@ -79,7 +79,7 @@ __global__ void backward_kernel(const T* __restrict__ b1, const T* __restrict__ 
   using A = acc_t<T>;
   A shared = per_pair ? A(0) : static_cast<A>(grad_loss[0]);
   if (mean) shared = A(double(shared) / double(n));
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < n; k += int64_t{blockDim.x} * gridDim.x) {
+  for (const int64_t k : grid_stride_range(n)) {
     const auto term =
         math::box_iou_loss_term<V, true>(math::load_box<A>(b1 + 4 * k), math::load_box<A>(b2 + 4 * k), eps);
     const A g = per_pair ? static_cast<A>(grad_loss[k]) : shared;

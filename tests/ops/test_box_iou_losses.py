@@ -211,3 +211,27 @@ def composed(variant, b1, b2, eps=1e-7):
             alpha = v / (1 - iou + v + eps)
         loss = loss + alpha * v
     return loss
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_cpu_half_precision_computes_in_float32(rng, dtype):
+    from detcore.ops import generalized_box_iou, soft_nms
+
+    half = getattr(torch, dtype)
+    b1, b2 = (torch.from_numpy(b).to(half) for b in pairs(rng, 9))
+    t1 = b1.clone().requires_grad_()
+    loss = complete_box_iou_loss(t1, b2, reduction="sum")
+    loss.backward()
+    w1 = b1.float().requires_grad_()
+    expected = complete_box_iou_loss(w1, b2.float(), reduction="sum")
+    expected.backward()
+    assert loss.dtype == half and t1.grad.dtype == half
+    torch.testing.assert_close(loss, expected.to(half))
+    torch.testing.assert_close(t1.grad, w1.grad.to(half))
+    torch.testing.assert_close(generalized_box_iou(b1, b2), generalized_box_iou(b1.float(), b2.float()).to(half))
+    scores = torch.rand(9).to(half)
+    keep, kept = soft_nms(b1, scores)
+    keep32, kept32 = soft_nms(b1.float(), scores.float())
+    assert torch.equal(keep, keep32) and kept.dtype == half
+    torch.testing.assert_close(kept, kept32.to(half))

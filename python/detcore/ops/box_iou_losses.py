@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import _C
 from ._interop import NUMPY, TORCH, TORCH_KIND, dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
-from .box_iou_variants import _as_float_boxes, _check_eps
+from .box_iou_variants import _as_float_boxes, _check_eps, cpu_half, narrow, widen
 
 _REDUCTIONS = ("none", "sum", "mean")
 
@@ -31,6 +31,8 @@ def _loss_shape(boxes1, reduction: str):
 def _forward(xp, variant: str, boxes1, boxes2, reduction: str, eps: float):
     """The loss, (...) for 'none' else 0-d; boxes (..., 4) contiguous."""
     _check_pairs(boxes1, boxes2)
+    if cpu_half(xp, boxes1) and boxes2.dtype == boxes1.dtype:
+        return narrow(_forward(xp, variant, widen(boxes1), widen(boxes2), reduction, eps), boxes1.dtype)
     shape = _loss_shape(boxes1, reduction)
     b1, b2 = boxes1.reshape(-1, 4), boxes2.reshape(-1, 4)
     n = b1.shape[0]
@@ -54,6 +56,9 @@ def _forward(xp, variant: str, boxes1, boxes2, reduction: str, eps: float):
 
 def _backward(xp, variant: str, boxes1, boxes2, grad_loss, reduction: str, eps: float):
     """(grad1, grad2) of the boxes' shape; grad_loss of the loss' shape."""
+    if cpu_half(xp, boxes1):
+        grads = _backward(xp, variant, widen(boxes1), widen(boxes2), widen(grad_loss), reduction, eps)
+        return narrow(grads[0], boxes1.dtype), narrow(grads[1], boxes1.dtype)
     b1, b2 = boxes1.reshape(-1, 4), boxes2.reshape(-1, 4)
     grad1 = xp.empty(tuple(b1.shape), boxes1.dtype, like=boxes1)
     grad2 = xp.empty(tuple(b1.shape), boxes1.dtype, like=boxes1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 
 
@@ -24,9 +24,24 @@ def _as_float_boxes(boxes):
     return boxes
 
 
+def cpu_half(xp, a) -> bool:
+    """float16 / bfloat16 on the CPU, where the kernels compute in float32."""
+    return str(xp.device(a)) == "cpu" and dtype_name(a.dtype) in ("float16", "bfloat16")
+
+
+def widen(a):
+    return a.astype(np.float32) if isinstance(a, np.ndarray) else a.float()
+
+
+def narrow(a, dtype):
+    return a.astype(dtype) if isinstance(a, np.ndarray) else a.to(dtype)
+
+
 def _pairwise(xp, variant: str, boxes1, boxes2, eps: float):
     check_boxes(boxes1, "boxes1")
     check_boxes(boxes2, "boxes2", "(M, 4)")
+    if cpu_half(xp, boxes1) and boxes2.dtype == boxes1.dtype:
+        return narrow(_pairwise(xp, variant, widen(boxes1), widen(boxes2), eps), boxes1.dtype)
     out = xp.empty((boxes1.shape[0], boxes2.shape[0]), boxes1.dtype, like=boxes1)
     _C.pairwise_box_iou(variant, eps, xp.native(boxes1), xp.native(boxes2), xp.native(out), xp.stream(boxes1))
     return out

@@ -8,6 +8,7 @@ from typing import Tuple
 from .. import _C
 from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, dtype_name, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
+from .box_iou_variants import cpu_half, narrow, widen
 from .nms import _as_int64_class_ids, _check_threshold
 
 _METHODS = ("gaussian", "linear")
@@ -41,6 +42,11 @@ def _soft_nms(xp, boxes, scores, idxs, iou_threshold, sigma, score_threshold, me
     """(kept indices int64 (K,), their decayed scores (K,))."""
     _check_arrays(boxes, scores, idxs)
     iou_threshold, sigma, score_threshold, method = _check_params(iou_threshold, sigma, score_threshold, method)
+    if cpu_half(xp, boxes) and scores.dtype == boxes.dtype:
+        keep, kept_scores = _soft_nms(
+            xp, widen(boxes), widen(scores), idxs, iou_threshold, sigma, score_threshold, method
+        )
+        return keep, narrow(kept_scores, scores.dtype)
     n = boxes.shape[0]
     keep = xp.empty((n,), xp.int64, like=boxes)
     out_scores = xp.empty((n,), scores.dtype, like=boxes)
