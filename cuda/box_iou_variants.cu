@@ -92,15 +92,9 @@ __global__ void backward_kernel(const T* __restrict__ b1, const T* __restrict__ 
 template <typename Fn>
 void with_variant(IoUVariant variant, Fn&& fn) {
   switch (variant) {
-    case IoUVariant::Generalized:
-      fn(std::integral_constant<IoUVariant, IoUVariant::Generalized>{});
-      break;
-    case IoUVariant::Distance:
-      fn(std::integral_constant<IoUVariant, IoUVariant::Distance>{});
-      break;
-    case IoUVariant::Complete:
-      fn(std::integral_constant<IoUVariant, IoUVariant::Complete>{});
-      break;
+    case IoUVariant::Generalized: fn(std::integral_constant<IoUVariant, IoUVariant::Generalized>{}); break;
+    case IoUVariant::Distance: fn(std::integral_constant<IoUVariant, IoUVariant::Distance>{}); break;
+    case IoUVariant::Complete: fn(std::integral_constant<IoUVariant, IoUVariant::Complete>{}); break;
   }
 }
 

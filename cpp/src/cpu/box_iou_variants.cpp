@@ -69,15 +69,9 @@ void pairwise(const PairwiseIoUParams& params, const TensorRef& boxes1, const Te
   const int64_t n = boxes1.size(0), m = boxes2.size(0);
   const T eps = static_cast<T>(params.eps);
   switch (params.variant) {
-    case IoUVariant::Generalized:
-      pairwise_kernel<IoUVariant::Generalized>(b1, n, b2, m, eps, out.ptr<T>());
-      break;
-    case IoUVariant::Distance:
-      pairwise_kernel<IoUVariant::Distance>(b1, n, b2, m, eps, out.ptr<T>());
-      break;
-    case IoUVariant::Complete:
-      pairwise_kernel<IoUVariant::Complete>(b1, n, b2, m, eps, out.ptr<T>());
-      break;
+    case IoUVariant::Generalized: pairwise_kernel<IoUVariant::Generalized>(b1, n, b2, m, eps, out.ptr<T>()); break;
+    case IoUVariant::Distance: pairwise_kernel<IoUVariant::Distance>(b1, n, b2, m, eps, out.ptr<T>()); break;
+    case IoUVariant::Complete: pairwise_kernel<IoUVariant::Complete>(b1, n, b2, m, eps, out.ptr<T>()); break;
   }
 }
 
@@ -143,15 +137,9 @@ void loss_forward(const BoxIoULossParams& params, const TensorRef& boxes1, const
   const T* b2 = boxes2.ptr<const T>();
   const int64_t n = boxes1.size(0);
   switch (params.variant) {
-    case IoUVariant::Generalized:
-      loss_forward_kernel<IoUVariant::Generalized>(params, b1, b2, n, loss.ptr<T>());
-      break;
-    case IoUVariant::Distance:
-      loss_forward_kernel<IoUVariant::Distance>(params, b1, b2, n, loss.ptr<T>());
-      break;
-    case IoUVariant::Complete:
-      loss_forward_kernel<IoUVariant::Complete>(params, b1, b2, n, loss.ptr<T>());
-      break;
+    case IoUVariant::Generalized: loss_forward_kernel<IoUVariant::Generalized>(params, b1, b2, n, loss.ptr<T>()); break;
+    case IoUVariant::Distance: loss_forward_kernel<IoUVariant::Distance>(params, b1, b2, n, loss.ptr<T>()); break;
+    case IoUVariant::Complete: loss_forward_kernel<IoUVariant::Complete>(params, b1, b2, n, loss.ptr<T>()); break;
   }
 }
 
@@ -165,15 +153,9 @@ void loss_backward(const BoxIoULossParams& params, const TensorRef& boxes1, cons
   T* g1 = grad1.ptr<T>();
   T* g2 = grad2.ptr<T>();
   switch (params.variant) {
-    case IoUVariant::Generalized:
-      loss_backward_kernel<IoUVariant::Generalized>(params, b1, b2, n, g, g1, g2);
-      break;
-    case IoUVariant::Distance:
-      loss_backward_kernel<IoUVariant::Distance>(params, b1, b2, n, g, g1, g2);
-      break;
-    case IoUVariant::Complete:
-      loss_backward_kernel<IoUVariant::Complete>(params, b1, b2, n, g, g1, g2);
-      break;
+    case IoUVariant::Generalized: loss_backward_kernel<IoUVariant::Generalized>(params, b1, b2, n, g, g1, g2); break;
+    case IoUVariant::Distance: loss_backward_kernel<IoUVariant::Distance>(params, b1, b2, n, g, g1, g2); break;
+    case IoUVariant::Complete: loss_backward_kernel<IoUVariant::Complete>(params, b1, b2, n, g, g1, g2); break;
   }
 }
 
