@@ -98,7 +98,19 @@ OPCHECK_CASES: dict[str, Callable[[Any], tuple]] = {
     ),
     "decode_boxes_backward": _decode_boxes_backward_args,
     "make_anchors": lambda rng: ([32.0, 64.0], [0.5, 1.0, 2.0], 3, 4, 16, 8, torch.float32, torch.device("cpu")),
+    "soft_nms": lambda rng: (_t(random_boxes(rng, 30)), _t(rng.random(30)), 0.3, 0.5, 0.001, "gaussian"),
+    "batched_soft_nms": lambda rng: (
+        _t(random_boxes(rng, 30)), _t(rng.random(30)), _t(rng.integers(0, 3, 30)), 0.3, 0.5, 0.001, "linear",
+    ),
 }
+for _variant in ("generalized", "distance", "complete"):
+    OPCHECK_CASES[f"{_variant}_box_iou"] = lambda rng: (_t(random_boxes(rng, 5)), _t(random_boxes(rng, 7)), 1e-7)
+    OPCHECK_CASES[f"{_variant}_box_iou_loss"] = lambda rng: (
+        _t(random_boxes(rng, 6, size=20.0), True), _t(random_boxes(rng, 6, size=20.0), True), "mean", 1e-7,
+    )
+    OPCHECK_CASES[f"{_variant}_box_iou_loss_backward"] = lambda rng: (
+        _t(random_boxes(rng, 6, size=20.0)), _t(random_boxes(rng, 6, size=20.0)), _t(rng.random(6)), "none", 1e-7,
+    )
 
 
 def _registered_ops() -> set[str]:
@@ -160,6 +172,20 @@ PUBLIC_CASES = [
     Case("encode_boxes", ops.encode_boxes, lambda rng, n: (
         random_boxes(rng, n), random_boxes(rng, n), (10.0, 10.0, 5.0, 5.0))),
     Case("decode_boxes", ops.decode_boxes, lambda rng, n: (rng.standard_normal((n, 8)), random_boxes(rng, n))),
+    Case("box_area", ops.box_area, lambda rng, n: (random_boxes(rng, n), "xywh")),
+    Case("box_convert", ops.box_convert, lambda rng, n: (random_boxes(rng, n), "xyxy", "cxcywh")),
+    Case("clip_boxes_to_image", ops.clip_boxes_to_image, lambda rng, n: (random_boxes(rng, n) - 10, [50, 60])),
+    Case("remove_small_boxes", ops.remove_small_boxes, lambda rng, n: (random_boxes(rng, n), 15.0)),
+    Case("masks_to_boxes", ops.masks_to_boxes, lambda rng, n: (rng.random((n, 6, 7)) > 0.8,)),
+    Case("generalized_box_iou", ops.generalized_box_iou, lambda rng, n: (random_boxes(rng, n), random_boxes(rng, 4))),
+    Case("distance_box_iou", ops.distance_box_iou, lambda rng, n: (random_boxes(rng, n), random_boxes(rng, 4), 1e-7)),
+    Case("complete_box_iou", ops.complete_box_iou, lambda rng, n: (random_boxes(rng, n), random_boxes(rng, 4), 0.1)),
+    Case("generalized_box_iou_loss", ops.generalized_box_iou_loss, lambda rng, n: (
+        random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "none", 1e-7)),
+    Case("distance_box_iou_loss", ops.distance_box_iou_loss, lambda rng, n: (
+        random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "mean", 1e-7)),
+    Case("complete_box_iou_loss", ops.complete_box_iou_loss, lambda rng, n: (
+        random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "sum", 1e-7)),
 ]
 _IDS = [c.id for c in PUBLIC_CASES]
 
@@ -255,7 +281,7 @@ class _Calls(torch.nn.Module):
         super().__init__()
         self.case, self.scalars = case, scalars
 
-    def forward(self, a0, a1, a2=None):
+    def forward(self, a0, a1=None, a2=None):
         arrays = iter((a0, a1, a2))
         args = [next(arrays) if s is None else s for s in self.scalars]
         return self.case.fn(*args, **self.case.kwargs)
@@ -266,7 +292,8 @@ def test_fx_symbolic_trace_makes_the_op_a_leaf(rng, case):
     args = case.make(rng, 9)
     arrays = [torch.from_numpy(a) for a in args if isinstance(a, np.ndarray)]
     model = _Calls(case, [None if isinstance(a, np.ndarray) else a for a in args])
-    traced = torch.fx.symbolic_trace(model, concrete_args={"a2": None} if len(arrays) == 2 else None)
+    unused = {name: None for name in ("a1", "a2")[len(arrays) - 1 :]}
+    traced = torch.fx.symbolic_trace(model, concrete_args=unused or None)
     targets = [n.target for n in traced.graph.nodes if n.op == "call_function"]
     assert [t for t in targets if t.__name__ != "_assert_is_none"] == [case.fn]
     _assert_same(traced(*arrays), case.fn(*_map_arrays(args, torch.from_numpy), **case.kwargs))
@@ -340,6 +367,10 @@ def _bad_calls():
         (ops.decode_boxes, (torch.zeros(4, 4, dtype=torch.float64), boxes, (0.0, 1.0, 1.0, 1.0)), "weights"),
         (ops.encode_boxes, (boxes, boxes, (1.0, -1.0, 1.0, 1.0)), "weights"),
         (ops.make_anchors, ([(2, 2)], [0], [32.0], [1.0]), "stride"),
+        (ops.soft_nms, (boxes, scores, 0.3, 0.0), "sigma"),
+        (ops.batched_soft_nms, (boxes, scores, torch.zeros(4, dtype=torch.int64), 0.3, 0.5, 0.0, "hard"), "method"),
+        (ops.distance_box_iou, (boxes, boxes, -1.0), "eps"),
+        (ops.generalized_box_iou_loss, (boxes, boxes, "avg"), "reduction"),
     ]
 
 
