@@ -4,7 +4,7 @@ and backward native."""
 from __future__ import annotations
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, dtype_name, prepare, torch
+from ._interop import NUMPY, TORCH, TORCH_KIND, prepare, query_dtype_name, torch
 from ._scripting import Array, fx_node, is_scripting
 from .box_iou_variants import _as_float_boxes, _check_eps, cpu_half, narrow, widen
 
@@ -12,7 +12,7 @@ _REDUCTIONS = ("none", "sum", "mean")
 
 
 def _check_reduction(reduction) -> str:
-    if reduction not in _REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction: expected 'none', 'sum' or 'mean', got {reduction!r}")
     return reduction
 
@@ -38,7 +38,7 @@ def _forward(xp, variant: str, boxes1, boxes2, reduction: str, eps: float):
     n = b1.shape[0]
     loss = xp.empty((n,) if reduction == "none" else (1,), boxes1.dtype, like=boxes1)
     nbytes = _C.box_iou_loss_workspace_bytes(
-        str(xp.device(boxes1)), dtype_name(boxes1.dtype), variant, reduction, eps, n
+        str(xp.device(boxes1)), query_dtype_name(boxes1, "boxes1"), variant, reduction, eps, n
     )
     workspace = xp.workspace(nbytes, like=boxes1) if nbytes else None
     _C.box_iou_loss_forward(

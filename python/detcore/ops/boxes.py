@@ -21,7 +21,7 @@ _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
 def _check_format(fmt, name: str) -> None:
-    if fmt not in _FORMATS:
+    if not isinstance(fmt, str) or fmt not in _FORMATS:
         raise ValueError(f"{name}: expected one of 'xyxy', 'xywh', 'cxcywh', got {fmt!r}")
 
 

@@ -7,6 +7,8 @@ from typing import Dict, List, Tuple
 import torch
 from torch import Tensor, nn
 
+from ._interop import MAX_IMAGE_SIDE, check_dense_tensor, check_int
+from ._rois import pooled_size, sampling_ratio_arg
 from .boxes import box_area
 from .roi_align import roi_align
 
@@ -16,6 +18,40 @@ def _infer_scale(feature: Tensor, original_size: List[int]) -> float:
     image height (torchvision's rule, rounding log2 in float32)."""
     approx = float(feature.shape[-2]) / float(original_size[0])
     return 2 ** float(torch.tensor(approx).log2().round())
+
+
+@torch.jit.unused
+def _check_inputs(x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]) -> None:
+    """TypeError / ValueError naming the argument for what forward cannot
+    pool (eager only: TorchScript checks the types itself)."""
+    if not isinstance(x, dict):
+        raise TypeError(f"x: expected a dict of feature maps (str -> Tensor), got {type(x).__name__}")
+    for name, value in x.items():
+        where = f"x[{name!r}]"
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{where}: expected a Tensor (N, C, H, W), got {type(value).__name__}")
+        check_dense_tensor(value, where)
+        if value.dim() != 4:
+            raise ValueError(f"{where}: expected a 4-D tensor (N, C, H, W), got shape {tuple(value.shape)}")
+        if not value.is_floating_point():
+            raise TypeError(f"{where}: expected a floating dtype, got {value.dtype}")
+    if not isinstance(boxes, (list, tuple)):
+        raise TypeError(f"boxes: expected a list of (Ki, 4) tensors, one per image, got {type(boxes).__name__}")
+    for i, b in enumerate(boxes):
+        if not isinstance(b, Tensor):
+            raise TypeError(f"boxes[{i}]: expected a Tensor (Ki, 4), got {type(b).__name__}")
+        check_dense_tensor(b, f"boxes[{i}]")
+        if b.dim() != 2 or b.shape[1] != 4:
+            raise ValueError(f"boxes[{i}]: expected shape (Ki, 4), got {tuple(b.shape)}")
+        if not b.is_floating_point():
+            raise TypeError(f"boxes[{i}]: expected a floating dtype, got {b.dtype}")
+    if not isinstance(image_shapes, (list, tuple)):
+        raise TypeError(f"image_shapes: expected a list of (height, width) pairs, got {type(image_shapes).__name__}")
+    for shape in image_shapes:
+        if not isinstance(shape, (list, tuple, torch.Size)) or len(shape) != 2:
+            raise TypeError(f"image_shapes: expected a list of (height, width) pairs, got {shape!r}")
+        for side in shape:
+            check_int(side, "image_shapes", 1, MAX_IMAGE_SIDE)
 
 
 def _level_bounds(scales: List[float]) -> Tuple[int, int]:
@@ -54,18 +90,14 @@ class MultiScaleRoIAlign(nn.Module):
         canonical_level: int = 4,
     ):
         super().__init__()
-        if isinstance(output_size, int):
-            output_size = (output_size, output_size)
-        output_size = tuple(output_size)
-        if len(output_size) != 2:
-            raise ValueError(f"output_size: expected an int or a (height, width) pair, got {output_size!r}")
+        output_size = pooled_size(output_size)
         if isinstance(featmap_names, str) or not all(isinstance(n, str) for n in featmap_names):
             raise TypeError(f"featmap_names: expected a list of str, got {featmap_names!r}")
         self.featmap_names = list(featmap_names)
-        self.sampling_ratio = int(sampling_ratio)
+        self.sampling_ratio = sampling_ratio_arg(sampling_ratio)
         self.output_size = (int(output_size[0]), int(output_size[1]))
-        self.canonical_scale = int(canonical_scale)
-        self.canonical_level = int(canonical_level)
+        self.canonical_scale = check_int(canonical_scale, "canonical_scale", 1)
+        self.canonical_level = check_int(canonical_level, "canonical_level", 0, 64)
         self.scales: List[float] = []
         self.k_min = 0
         self.k_max = 0
@@ -89,6 +121,8 @@ class MultiScaleRoIAlign(nn.Module):
     def forward(self, x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]) -> Tensor:
         """Pools (K, C, output_size) features for the per-image boxes (Ki, 4)
         in image coordinates (K = sum Ki, in image order)."""
+        if not torch.jit.is_scripting():
+            _check_inputs(x, boxes, image_shapes)
         features: List[Tensor] = []
         for name, value in x.items():
             if name in self.featmap_names:

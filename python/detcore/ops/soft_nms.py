@@ -6,7 +6,17 @@ import math
 from typing import Tuple
 
 from .. import _C
-from ._interop import NUMPY, TORCH, TORCH_KIND, check_boxes, check_float, check_ndim, dtype_name, prepare, torch
+from ._interop import (
+    NUMPY,
+    TORCH,
+    TORCH_KIND,
+    check_boxes,
+    check_float,
+    check_ndim,
+    prepare,
+    query_dtype_name,
+    torch,
+)
 from ._scripting import Array, fx_node, is_scripting
 from .box_iou_variants import cpu_half, narrow, widen
 from .nms import _as_int64_class_ids, _check_threshold
@@ -15,7 +25,7 @@ _METHODS = ("gaussian", "linear")
 
 
 def _check_params(iou_threshold, sigma, score_threshold, method) -> Tuple[float, float, float, str]:
-    if method not in _METHODS:
+    if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method: expected 'gaussian' or 'linear', got {method!r}")
     iou_threshold = _check_threshold(iou_threshold)
     sigma = check_float(sigma, "sigma")
@@ -51,7 +61,7 @@ def _soft_nms(xp, boxes, scores, idxs, iou_threshold, sigma, score_threshold, me
     keep = xp.empty((n,), xp.int64, like=boxes)
     out_scores = xp.empty((n,), scores.dtype, like=boxes)
     nbytes = _C.soft_nms_workspace_bytes(
-        str(xp.device(boxes)), dtype_name(boxes.dtype), method, iou_threshold, sigma, score_threshold, n
+        str(xp.device(boxes)), query_dtype_name(boxes, "boxes"), method, iou_threshold, sigma, score_threshold, n
     )
     workspace = xp.workspace(nbytes, like=boxes)
     count = _C.soft_nms(
