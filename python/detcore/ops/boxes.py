@@ -14,7 +14,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ._interop import TORCH_KIND, check_float, prepare, torch
+from ._interop import TORCH_KIND, check_float, check_int, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 
 _FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -28,6 +28,8 @@ def _check_format(fmt, name: str) -> None:
 def _check_last(boxes, name: str) -> None:
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
         raise ValueError(f"{name}: expected an array of shape (..., 4), got shape {tuple(boxes.shape)}")
+    if "complex" in str(boxes.dtype):  # numpy would compute, torch refuses: refused alike
+        raise TypeError(f"{name}: expected a real (float or integer) dtype, got {str(boxes.dtype).removeprefix('torch.')}")
 
 
 def _upcast_numpy(a: np.ndarray) -> np.ndarray:
@@ -127,7 +129,7 @@ def box_convert(boxes: Array, in_fmt: str, out_fmt: str) -> Array:
 def _check_size(size) -> Tuple[int, int]:
     if not isinstance(size, (tuple, list)) or len(size) != 2:
         raise TypeError(f"size: expected a (height, width) pair, got {size!r}")
-    return size[0], size[1]
+    return check_int(size[0], "size", 0), check_int(size[1], "size", 0)
 
 
 def _clip_torch(boxes: torch.Tensor, size: List[int]) -> torch.Tensor:

@@ -37,6 +37,8 @@ def _check_inputs(x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[
             raise TypeError(f"{where}: expected a floating dtype, got {value.dtype}")
     if not isinstance(boxes, (list, tuple)):
         raise TypeError(f"boxes: expected a list of (Ki, 4) tensors, one per image, got {type(boxes).__name__}")
+    if len(boxes) == 0:
+        raise ValueError("boxes: expected one (Ki, 4) tensor per image, got an empty list")
     for i, b in enumerate(boxes):
         if not isinstance(b, Tensor):
             raise TypeError(f"boxes[{i}]: expected a Tensor (Ki, 4), got {type(b).__name__}")
