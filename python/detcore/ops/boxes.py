@@ -14,7 +14,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ._interop import TORCH_KIND, check_float, check_int, prepare, torch
+from ._interop import TORCH_KIND, check_boxes, check_float, check_int, prepare, torch
 from ._scripting import Array, fx_node, is_scripting
 
 _FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -169,7 +169,7 @@ def _remove_small_torch(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
 
 
 def remove_small_boxes(boxes: Array, min_size: float) -> Array:
-    """int64 indices of the boxes whose width and height are both
+    """int64 indices of the boxes (N, 4) whose width and height are both
     ``>= min_size``, as ``torchvision.ops.remove_small_boxes`` (boxes with a
     NaN side are removed)."""
     if is_scripting():
@@ -180,6 +180,7 @@ def remove_small_boxes(boxes: Array, min_size: float) -> Array:
     min_size = check_float(min_size, "min_size")
     kind, (boxes,) = prepare(boxes=boxes)
     _check_last(boxes, "boxes")
+    check_boxes(boxes, "boxes")  # (N, 4): indices of a 0-d condition mean nothing
     if kind == TORCH_KIND:
         return _remove_small_torch(boxes, min_size)
     ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
