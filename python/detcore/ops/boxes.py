@@ -28,8 +28,9 @@ def _check_format(fmt, name: str) -> None:
 def _check_last(boxes, name: str) -> None:
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
         raise ValueError(f"{name}: expected an array of shape (..., 4), got shape {tuple(boxes.shape)}")
-    if "complex" in str(boxes.dtype):  # numpy would compute, torch refuses: refused alike
-        raise TypeError(f"{name}: expected a real (float or integer) dtype, got {str(boxes.dtype).removeprefix('torch.')}")
+    dtype = str(boxes.dtype).removeprefix("torch.")
+    if "complex" in dtype or dtype == "bool":  # numpy and torch fail differently on them: refused alike
+        raise TypeError(f"{name}: expected a float or integer dtype, got {dtype}")
 
 
 def _upcast_numpy(a: np.ndarray) -> np.ndarray:
@@ -105,7 +106,9 @@ def box_convert(boxes: Array, in_fmt: str, out_fmt: str) -> Array:
     """Boxes (..., 4) from ``in_fmt`` to ``out_fmt``, as
     ``torchvision.ops.box_convert``: "xyxy" (corners), "xywh" (top-left
     corner, width, height) or "cxcywh" (centre, width, height). The same
-    format returns a copy. (torchvision's rotated formats are not supported.)
+    format returns a copy; integer boxes stay integer unless a centre format
+    halves them (float32, as torch's default dtype). Bool and complex boxes
+    are refused. (torchvision's rotated formats are not supported.)
     """
     if is_scripting():
         return _box_convert_torch(boxes, in_fmt, out_fmt)
@@ -120,7 +123,10 @@ def box_convert(boxes: Array, in_fmt: str, out_fmt: str) -> Array:
         return _box_convert_torch(boxes, in_fmt, out_fmt)
     if in_fmt == out_fmt:
         return boxes.copy()
-    return np.stack(_convert_columns([boxes[..., k] for k in range(4)], in_fmt, out_fmt), axis=-1)
+    out = np.stack(_convert_columns([boxes[..., k] for k in range(4)], in_fmt, out_fmt), axis=-1)
+    if boxes.dtype.kind in "iu" and out.dtype.kind == "f":  # halves of integers: float32, as torch's default dtype
+        out = out.astype(np.float32)
+    return out
 
 
 # --- clip_boxes_to_image -----------------------------------------------------
