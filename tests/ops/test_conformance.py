@@ -5,7 +5,7 @@
   registration, AOT dispatch with dynamic shapes). A new custom op without a
   row here fails ``test_every_custom_op_has_an_opcheck_case``.
 * ``PUBLIC_CASES``: each public function with inputs made by a function of
-  (rng, n), arrays as numpy: torch, numpy and DLPack entry points agree, n = 0
+  (rng, n), arrays as numpy (its result one array or a tuple of arrays): torch, numpy and DLPack entry points agree, n = 0
   gives empty results, non-contiguous inputs give the contiguous result, and
   ``torch.compile(fullgraph=True)``, ``torch.jit.script`` and ``torch.fx``
   tracing give the eager result.
@@ -186,6 +186,9 @@ PUBLIC_CASES = [
         random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "mean", 1e-7)),
     Case("complete_box_iou_loss", ops.complete_box_iou_loss, lambda rng, n: (
         random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "sum", 1e-7)),
+    Case("soft_nms", ops.soft_nms, lambda rng, n: (random_boxes(rng, n), rng.random(n), 0.3, 0.5, 0.001, "linear")),
+    Case("batched_soft_nms", ops.batched_soft_nms, lambda rng, n: (
+        random_boxes(rng, n), rng.random(n), rng.integers(0, 3, n), 0.3, 0.5, 0.001, "gaussian")),
 ]
 _IDS = [c.id for c in PUBLIC_CASES]
 
@@ -217,20 +220,27 @@ def _as_numpy(x):
     return x.detach().numpy() if isinstance(x, torch.Tensor) else np.from_dlpack(x)
 
 
+def _parts(result) -> list:
+    """The arrays of a result: itself, or the items of a tuple result."""
+    return list(result) if isinstance(result, tuple) else [result]
+
+
 def _assert_same(got, expected):
     """Bitwise equal (NaNs equal): every path runs the same kernels."""
-    np.testing.assert_array_equal(_as_numpy(got), _as_numpy(expected))
+    assert len(_parts(got)) == len(_parts(expected))
+    for g, e in zip(_parts(got), _parts(expected)):
+        np.testing.assert_array_equal(_as_numpy(g), _as_numpy(e))
 
 
 @pytest.mark.parametrize("case", PUBLIC_CASES, ids=_IDS)
 def test_numpy_torch_and_dlpack_entry_points_agree(rng, case):
     args = case.make(rng, 7)
     from_numpy = case.fn(*args, **case.kwargs)
-    assert isinstance(from_numpy, np.ndarray)
+    assert all(isinstance(p, np.ndarray) for p in _parts(from_numpy))
     from_torch = case.fn(*_map_arrays(args, torch.from_numpy), **case.kwargs)
-    assert isinstance(from_torch, torch.Tensor)
+    assert all(isinstance(p, torch.Tensor) for p in _parts(from_torch))
     from_dlpack = case.fn(*_map_arrays(args, DLPackArray), **case.kwargs)
-    assert hasattr(from_dlpack, "__dlpack__")
+    assert all(hasattr(p, "__dlpack__") for p in _parts(from_dlpack))
     _assert_same(from_torch, from_numpy)
     _assert_same(from_dlpack, from_numpy)
 
@@ -241,12 +251,14 @@ def test_empty_inputs_give_empty_results(rng, case, kind):
     args = case.make(rng, 0)
     if kind == "torch":
         args = _map_arrays(args, torch.from_numpy)
-    out = case.fn(*args, **case.kwargs)
-    full = case.fn(*case.make(rng, 3), **case.kwargs)
-    # The layout for 3 rows with 0 of them (0-d reductions stay 0-d).
-    expected_shape = tuple(full.shape)[:0] if full.ndim == 0 else (0,) + tuple(full.shape)[1:]
-    assert tuple(out.shape) == expected_shape
-    assert str(out.dtype).removeprefix("torch.") == str(full.dtype)
+    outs = _parts(case.fn(*args, **case.kwargs))
+    fulls = _parts(case.fn(*case.make(rng, 3), **case.kwargs))
+    assert len(outs) == len(fulls)
+    for out, full in zip(outs, fulls):
+        # The layout for 3 rows with 0 of them (0-d reductions stay 0-d).
+        expected_shape = tuple(full.shape)[:0] if full.ndim == 0 else (0,) + tuple(full.shape)[1:]
+        assert tuple(out.shape) == expected_shape
+        assert str(out.dtype).removeprefix("torch.") == str(full.dtype)
 
 
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
