@@ -95,3 +95,28 @@ def test_equals_torchvision(rng):
         ours = MultiScaleRoIAlign(names, 7, 2)(x, boxes, shapes)
         theirs = tv.MultiScaleRoIAlign(names, 7, 2)(x, boxes, shapes)
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+class _PoolsTwoLevels(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pooler = MultiScaleRoIAlign(["0", "1"], (2, 3), 2)
+
+    def forward(self, fine, coarse, boxes):
+        return self.pooler(OrderedDict([("0", fine), ("1", coarse)]), [boxes], [(190, 250)])
+
+
+def test_fx_traces_the_module_once_its_scales_are_known(rng):
+    x = features(rng)
+    fine, coarse = x["0"][:1], x["1"][:1]
+    boxes = per_image_boxes(rng, [9])[0]
+    model = _PoolsTwoLevels()
+    with pytest.raises(ValueError, match="first call"):
+        torch.fx.symbolic_trace(model)
+    expected = model(fine, coarse, boxes)  # the first call infers the scales
+    traced = torch.fx.symbolic_trace(model)
+    targets = [n.target for n in traced.graph.nodes if n.op == "call_function"]
+    assert targets.count(roi_align) == 2  # one leaf per level
+    torch.testing.assert_close(traced(fine, coarse, boxes), expected, rtol=0, atol=0)
+    other = per_image_boxes(rng, [4])[0]
+    torch.testing.assert_close(traced(fine, coarse, other), model(fine, coarse, other), rtol=0, atol=0)

@@ -21,6 +21,14 @@ def _infer_scale(feature: Tensor, original_size: List[int]) -> float:
 
 
 @torch.jit.unused
+def _fx_tracing(x: Dict[str, Tensor], boxes: List[Tensor]) -> bool:
+    """Whether torch.fx traces this call (proxies stand for the tensors)."""
+    values = [x] + (list(x.values()) if isinstance(x, dict) else []) + [boxes]
+    values += list(boxes) if isinstance(boxes, (list, tuple)) else []
+    return any(isinstance(v, torch.fx.Proxy) for v in values)
+
+
+@torch.jit.unused
 def _check_inputs(x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]) -> None:
     """TypeError / ValueError naming the argument for what forward cannot
     pool (eager only: TorchScript checks the types itself)."""
@@ -70,7 +78,8 @@ class MultiScaleRoIAlign(nn.Module):
 
     The level scales are inferred at the first call from the feature sizes
     and the largest image size (``2**-round(log2(feature_h / image_h))``)
-    and kept, as torchvision does.
+    and kept, as torchvision does. ``torch.fx`` traces the module once they
+    are known (after a first call); before, tracing raises ValueError.
 
     Args:
         featmap_names: the keys of the feature maps to pool from; the maps
@@ -124,7 +133,13 @@ class MultiScaleRoIAlign(nn.Module):
         """Pools (K, C, output_size) features for the per-image boxes (Ki, 4)
         in image coordinates (K = sum Ki, in image order)."""
         if not torch.jit.is_scripting():
-            _check_inputs(x, boxes, image_shapes)
+            if not _fx_tracing(x, boxes):
+                _check_inputs(x, boxes, image_shapes)
+            elif len(self.scales) == 0:
+                raise ValueError(
+                    "x: the level scales are inferred from the feature sizes at the first call; "
+                    "call the module once on example inputs before torch.fx tracing it"
+                )
         features: List[Tensor] = []
         for name, value in x.items():
             if name in self.featmap_names:
