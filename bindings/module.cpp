@@ -36,4 +36,6 @@ PYBIND11_MODULE(_C, m) {
   bind_focal_loss(m);
   bind_paste_masks(m);
   bind_spp_pool(m);
+  bind_box_iou_variants(m);
+  bind_soft_nms(m);
 }

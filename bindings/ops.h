@@ -13,4 +13,6 @@ void bind_box_coding(pybind11::module_& m);
 void bind_focal_loss(pybind11::module_& m);
 void bind_paste_masks(pybind11::module_& m);
 void bind_spp_pool(pybind11::module_& m);
+void bind_box_iou_variants(pybind11::module_& m);
+void bind_soft_nms(pybind11::module_& m);
 }  // namespace detcore::bindings

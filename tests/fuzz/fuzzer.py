@@ -269,7 +269,7 @@ def _threads_agree(fn, kwargs, names, single) -> bool:
 def run_case(seed: int, index: int) -> dict:
     """One case; returns {'op', 'outcome', 'problems': [...]}."""
     import detcore.ops as ops
-    from op_table import OPS
+    from op_table import OPS, TORCH_ONLY
 
     if index % FORK_EVERY == FORK_EVERY - 1:
         return fork_case(seed, index)
@@ -286,6 +286,8 @@ def run_case(seed: int, index: int) -> dict:
     arg_names |= {"rois", "n"}
     frameworks = ["numpy", "torch", "dlpack"]
     framework = frameworks[rng.integers(3)]
+    if op in TORCH_ONLY:  # an nn.Module over tensors: no numpy twin to compare with
+        framework = "torch"
     requires_grad = framework == "torch" and differentiable and rng.random() < 0.5
     torch_only = False
     corrupted = None
@@ -321,7 +323,7 @@ def run_case(seed: int, index: int) -> dict:
         grad = _backward(outcome[1])
         if grad is not None and grad[0] == "error" and not grad[3]:
             problems.append(("undocumented", "backward " + _describe(grad)))
-    if framework in ("numpy", "torch") and not torch_only:
+    if framework in ("numpy", "torch") and not torch_only and op not in TORCH_ONLY:
         other = "torch" if framework == "numpy" else "numpy"
         twin = call(fn, {k: _convert_back(v, other) if k in array_args or isinstance(v, _torch().dtype) else v
                          for k, v in args.items()}, arg_names)

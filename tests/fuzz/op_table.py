@@ -159,6 +159,79 @@ def _paste_masks(rng):
             int(rng.integers(0, 40))), "threshold": None if rng.random() < 0.5 else 0.5}
 
 
+def _box_format(rng):
+    return str(rng.choice(["xyxy", "xywh", "cxcywh"]))
+
+
+def _box_area(rng):
+    n = _count(rng)
+    boxes = _boxes(rng, n) if rng.random() < 0.8 else _boxes(rng, n * 2).reshape(n, 2, 4)
+    return {"boxes": boxes, "fmt": _box_format(rng)}
+
+
+def _box_convert(rng):
+    return {"boxes": _boxes(rng, _count(rng)), "in_fmt": _box_format(rng), "out_fmt": _box_format(rng)}
+
+
+def _clip_boxes_to_image(rng):
+    return {"boxes": _boxes(rng, _count(rng)), "size": (int(rng.integers(0, 50)), int(rng.integers(0, 50)))}
+
+
+def _remove_small_boxes(rng):
+    return {"boxes": _boxes(rng, _count(rng)), "min_size": float(rng.choice([0.0, 1.0, 5.0, 20.0]))}
+
+
+def _masks_to_boxes(rng):
+    shape = (_count(rng, 6), int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+    masks = rng.random(shape) < 0.2
+    return {"masks": masks.astype(rng.choice([np.bool_, np.uint8, np.float32]))}
+
+
+def _box_iou_eps(rng):
+    args = _box_iou(rng)
+    args["eps"] = float(rng.choice([1e-7, 0.0, 1e-3]))
+    return args
+
+
+def _box_iou_loss(rng):
+    dtype = FLOATS[rng.integers(2)]
+    n = _count(rng)
+    shape = [(n, 4), (4,), (2, n, 4)][rng.integers(3)]
+    count = int(np.prod(shape[:-1]))
+    return {"boxes1": _boxes(rng, count, dtype).reshape(shape), "boxes2": _boxes(rng, count, dtype).reshape(shape),
+            "reduction": str(rng.choice(["none", "sum", "mean"])), "eps": float(rng.choice([1e-7, 0.0, 1e-3]))}
+
+
+def _soft_nms(rng):
+    args = _nms(rng)
+    args["sigma"] = float(rng.choice([0.5, 0.1, 2.0]))
+    args["score_threshold"] = float(rng.choice([0.001, 0.0, 0.5, -np.inf]))
+    args["method"] = str(rng.choice(["gaussian", "linear"]))
+    return args
+
+
+def _batched_soft_nms(rng):
+    args = _batched_nms(rng)
+    soft = _soft_nms(rng)
+    return {**args, "sigma": soft["sigma"], "score_threshold": soft["score_threshold"], "method": soft["method"]}
+
+
+def _multi_scale_roi_align(rng):
+    """Two or three pyramid levels (finest first) of a (B, C, H, W) batch of
+    images up to 64 pixels; per-image boxes in image coordinates."""
+    dtype = FLOATS[rng.integers(2)]
+    batch, channels = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    height, width = int(rng.choice([32, 64])), int(rng.choice([32, 64]))
+    levels = int(rng.integers(1, 4))
+    features = [rng.standard_normal((batch, channels, height // 4 >> k, width // 4 >> k)).astype(dtype)
+                for k in range(levels)]
+    return {"feat0": features[0], "feat1": features[1] if levels > 1 else None,
+            "feat2": features[2] if levels > 2 else None,
+            "boxes": [_boxes(rng, _count(rng, 6), dtype) for _ in range(batch)],
+            "image_shapes": [(height, width)] * batch, "output_size": _output_size(rng),
+            "sampling_ratio": int(rng.integers(-1, 4))}
+
+
 def _call_roi_align_module(input, boxes, output_size, spatial_scale, sampling_ratio, aligned):
     return ops.RoIAlign(output_size, spatial_scale, sampling_ratio, aligned)(input, boxes)
 
@@ -169,6 +242,12 @@ def _call_roi_pool_module(input, boxes, output_size, spatial_scale):
 
 def _call_spp_pool_module(input, boxes, levels, spatial_scale):
     return ops.SPPPool(levels, spatial_scale)(input, boxes)
+
+
+def _call_multi_scale_roi_align(feat0, feat1, feat2, boxes, image_shapes, output_size, sampling_ratio):
+    pooler = ops.MultiScaleRoIAlign(["feat0", "feat1", "feat2"], output_size, sampling_ratio)
+    maps = {name: value for name, value in (("feat0", feat0), ("feat1", feat1), ("feat2", feat2)) if value is not None}
+    return pooler(maps, boxes, image_shapes)
 
 
 # name: (generator, call (None: the op itself), differentiable torch result)
@@ -188,7 +267,24 @@ OPS = {
     "decode_boxes": (_decode_boxes, None, True),
     "sigmoid_focal_loss": (_sigmoid_focal_loss, None, True),
     "paste_masks": (_paste_masks, None, False),
+    "box_area": (_box_area, None, True),
+    "box_convert": (_box_convert, None, True),
+    "clip_boxes_to_image": (_clip_boxes_to_image, None, True),
+    "remove_small_boxes": (_remove_small_boxes, None, False),
+    "masks_to_boxes": (_masks_to_boxes, None, False),
+    "generalized_box_iou": (_box_iou, None, False),
+    "distance_box_iou": (_box_iou_eps, None, False),
+    "complete_box_iou": (_box_iou_eps, None, False),
+    "generalized_box_iou_loss": (_box_iou_loss, None, True),
+    "distance_box_iou_loss": (_box_iou_loss, None, True),
+    "complete_box_iou_loss": (_box_iou_loss, None, True),
+    "soft_nms": (_soft_nms, None, False),
+    "batched_soft_nms": (_batched_soft_nms, None, False),
+    "MultiScaleRoIAlign": (_multi_scale_roi_align, _call_multi_scale_roi_align, True),
 }
+# Ops that take torch tensors only (nn.Modules without a numpy path): called
+# with tensors only, and not compared with a numpy twin call.
+TORCH_ONLY = {"MultiScaleRoIAlign"}
 
 # Values above the documented bounds on one call's work: each must be refused.
 OVER_LIMIT = {

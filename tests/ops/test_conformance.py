@@ -5,7 +5,7 @@
   registration, AOT dispatch with dynamic shapes). A new custom op without a
   row here fails ``test_every_custom_op_has_an_opcheck_case``.
 * ``PUBLIC_CASES``: each public function with inputs made by a function of
-  (rng, n), arrays as numpy: torch, numpy and DLPack entry points agree, n = 0
+  (rng, n), arrays as numpy (its result one array or a tuple of arrays): torch, numpy and DLPack entry points agree, n = 0
   gives empty results, non-contiguous inputs give the contiguous result, and
   ``torch.compile(fullgraph=True)``, ``torch.jit.script`` and ``torch.fx``
   tracing give the eager result.
@@ -98,7 +98,19 @@ OPCHECK_CASES: dict[str, Callable[[Any], tuple]] = {
     ),
     "decode_boxes_backward": _decode_boxes_backward_args,
     "make_anchors": lambda rng: ([32.0, 64.0], [0.5, 1.0, 2.0], 3, 4, 16, 8, torch.float32, torch.device("cpu")),
+    "soft_nms": lambda rng: (_t(random_boxes(rng, 30)), _t(rng.random(30)), 0.3, 0.5, 0.001, "gaussian"),
+    "batched_soft_nms": lambda rng: (
+        _t(random_boxes(rng, 30)), _t(rng.random(30)), _t(rng.integers(0, 3, 30)), 0.3, 0.5, 0.001, "linear",
+    ),
 }
+for _variant in ("generalized", "distance", "complete"):
+    OPCHECK_CASES[f"{_variant}_box_iou"] = lambda rng: (_t(random_boxes(rng, 5)), _t(random_boxes(rng, 7)), 1e-7)
+    OPCHECK_CASES[f"{_variant}_box_iou_loss"] = lambda rng: (
+        _t(random_boxes(rng, 6, size=20.0), True), _t(random_boxes(rng, 6, size=20.0), True), "mean", 1e-7,
+    )
+    OPCHECK_CASES[f"{_variant}_box_iou_loss_backward"] = lambda rng: (
+        _t(random_boxes(rng, 6, size=20.0)), _t(random_boxes(rng, 6, size=20.0)), _t(rng.random(6)), "none", 1e-7,
+    )
 
 
 def _registered_ops() -> set[str]:
@@ -160,6 +172,23 @@ PUBLIC_CASES = [
     Case("encode_boxes", ops.encode_boxes, lambda rng, n: (
         random_boxes(rng, n), random_boxes(rng, n), (10.0, 10.0, 5.0, 5.0))),
     Case("decode_boxes", ops.decode_boxes, lambda rng, n: (rng.standard_normal((n, 8)), random_boxes(rng, n))),
+    Case("box_area", ops.box_area, lambda rng, n: (random_boxes(rng, n), "xywh")),
+    Case("box_convert", ops.box_convert, lambda rng, n: (random_boxes(rng, n), "xyxy", "cxcywh")),
+    Case("clip_boxes_to_image", ops.clip_boxes_to_image, lambda rng, n: (random_boxes(rng, n) - 10, [50, 60])),
+    Case("remove_small_boxes", ops.remove_small_boxes, lambda rng, n: (random_boxes(rng, n), 15.0)),
+    Case("masks_to_boxes", ops.masks_to_boxes, lambda rng, n: (rng.random((n, 6, 7)) > 0.8,)),
+    Case("generalized_box_iou", ops.generalized_box_iou, lambda rng, n: (random_boxes(rng, n), random_boxes(rng, 4))),
+    Case("distance_box_iou", ops.distance_box_iou, lambda rng, n: (random_boxes(rng, n), random_boxes(rng, 4), 1e-7)),
+    Case("complete_box_iou", ops.complete_box_iou, lambda rng, n: (random_boxes(rng, n), random_boxes(rng, 4), 0.1)),
+    Case("generalized_box_iou_loss", ops.generalized_box_iou_loss, lambda rng, n: (
+        random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "none", 1e-7)),
+    Case("distance_box_iou_loss", ops.distance_box_iou_loss, lambda rng, n: (
+        random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "mean", 1e-7)),
+    Case("complete_box_iou_loss", ops.complete_box_iou_loss, lambda rng, n: (
+        random_boxes(rng, n, size=20.0), random_boxes(rng, n, size=20.0), "sum", 1e-7)),
+    Case("soft_nms", ops.soft_nms, lambda rng, n: (random_boxes(rng, n), rng.random(n), 0.3, 0.5, 0.001, "linear")),
+    Case("batched_soft_nms", ops.batched_soft_nms, lambda rng, n: (
+        random_boxes(rng, n), rng.random(n), rng.integers(0, 3, n), 0.3, 0.5, 0.001, "gaussian")),
 ]
 _IDS = [c.id for c in PUBLIC_CASES]
 
@@ -191,20 +220,27 @@ def _as_numpy(x):
     return x.detach().numpy() if isinstance(x, torch.Tensor) else np.from_dlpack(x)
 
 
+def _parts(result) -> list:
+    """The arrays of a result: itself, or the items of a tuple result."""
+    return list(result) if isinstance(result, tuple) else [result]
+
+
 def _assert_same(got, expected):
     """Bitwise equal (NaNs equal): every path runs the same kernels."""
-    np.testing.assert_array_equal(_as_numpy(got), _as_numpy(expected))
+    assert len(_parts(got)) == len(_parts(expected))
+    for g, e in zip(_parts(got), _parts(expected)):
+        np.testing.assert_array_equal(_as_numpy(g), _as_numpy(e))
 
 
 @pytest.mark.parametrize("case", PUBLIC_CASES, ids=_IDS)
 def test_numpy_torch_and_dlpack_entry_points_agree(rng, case):
     args = case.make(rng, 7)
     from_numpy = case.fn(*args, **case.kwargs)
-    assert isinstance(from_numpy, np.ndarray)
+    assert all(isinstance(p, np.ndarray) for p in _parts(from_numpy))
     from_torch = case.fn(*_map_arrays(args, torch.from_numpy), **case.kwargs)
-    assert isinstance(from_torch, torch.Tensor)
+    assert all(isinstance(p, torch.Tensor) for p in _parts(from_torch))
     from_dlpack = case.fn(*_map_arrays(args, DLPackArray), **case.kwargs)
-    assert hasattr(from_dlpack, "__dlpack__")
+    assert all(hasattr(p, "__dlpack__") for p in _parts(from_dlpack))
     _assert_same(from_torch, from_numpy)
     _assert_same(from_dlpack, from_numpy)
 
@@ -215,12 +251,14 @@ def test_empty_inputs_give_empty_results(rng, case, kind):
     args = case.make(rng, 0)
     if kind == "torch":
         args = _map_arrays(args, torch.from_numpy)
-    out = case.fn(*args, **case.kwargs)
-    full = case.fn(*case.make(rng, 3), **case.kwargs)
-    # The layout for 3 rows with 0 of them (0-d reductions stay 0-d).
-    expected_shape = tuple(full.shape)[:0] if full.ndim == 0 else (0,) + tuple(full.shape)[1:]
-    assert tuple(out.shape) == expected_shape
-    assert str(out.dtype).removeprefix("torch.") == str(full.dtype)
+    outs = _parts(case.fn(*args, **case.kwargs))
+    fulls = _parts(case.fn(*case.make(rng, 3), **case.kwargs))
+    assert len(outs) == len(fulls)
+    for out, full in zip(outs, fulls):
+        # The layout for 3 rows with 0 of them (0-d reductions stay 0-d).
+        expected_shape = tuple(full.shape)[:0] if full.ndim == 0 else (0,) + tuple(full.shape)[1:]
+        assert tuple(out.shape) == expected_shape
+        assert str(out.dtype).removeprefix("torch.") == str(full.dtype)
 
 
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
@@ -255,7 +293,7 @@ class _Calls(torch.nn.Module):
         super().__init__()
         self.case, self.scalars = case, scalars
 
-    def forward(self, a0, a1, a2=None):
+    def forward(self, a0, a1=None, a2=None):
         arrays = iter((a0, a1, a2))
         args = [next(arrays) if s is None else s for s in self.scalars]
         return self.case.fn(*args, **self.case.kwargs)
@@ -266,7 +304,8 @@ def test_fx_symbolic_trace_makes_the_op_a_leaf(rng, case):
     args = case.make(rng, 9)
     arrays = [torch.from_numpy(a) for a in args if isinstance(a, np.ndarray)]
     model = _Calls(case, [None if isinstance(a, np.ndarray) else a for a in args])
-    traced = torch.fx.symbolic_trace(model, concrete_args={"a2": None} if len(arrays) == 2 else None)
+    unused = {name: None for name in ("a1", "a2")[len(arrays) - 1 :]}
+    traced = torch.fx.symbolic_trace(model, concrete_args=unused or None)
     targets = [n.target for n in traced.graph.nodes if n.op == "call_function"]
     assert [t for t in targets if t.__name__ != "_assert_is_none"] == [case.fn]
     _assert_same(traced(*arrays), case.fn(*_map_arrays(args, torch.from_numpy), **case.kwargs))
@@ -340,6 +379,10 @@ def _bad_calls():
         (ops.decode_boxes, (torch.zeros(4, 4, dtype=torch.float64), boxes, (0.0, 1.0, 1.0, 1.0)), "weights"),
         (ops.encode_boxes, (boxes, boxes, (1.0, -1.0, 1.0, 1.0)), "weights"),
         (ops.make_anchors, ([(2, 2)], [0], [32.0], [1.0]), "stride"),
+        (ops.soft_nms, (boxes, scores, 0.3, 0.0), "sigma"),
+        (ops.batched_soft_nms, (boxes, scores, torch.zeros(4, dtype=torch.int64), 0.3, 0.5, 0.0, "hard"), "method"),
+        (ops.distance_box_iou, (boxes, boxes, -1.0), "eps"),
+        (ops.generalized_box_iou_loss, (boxes, boxes, "avg"), "reduction"),
     ]
 
 
