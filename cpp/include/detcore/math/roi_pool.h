@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "detcore/macros.h"
+#include "detcore/math/max_pool.h"
 #include "detcore/math/rois.h"
 
 namespace detcore::math {
@@ -44,19 +45,12 @@ DETCORE_HOST_DEVICE int64_t to_cell(T scaled) {
 DETCORE_HOST_DEVICE int64_t clip(int64_t v, int64_t extent) { return v < 0 ? 0 : (v > extent ? extent : v); }
 }  // namespace roi_pool_detail
 
-// The initial value of a bin's running maximum: the lowest finite value of
-// the compute type (torchvision uses -FLT_MAX for every type; the two agree
-// for float). Only values strictly greater replace it, so a bin holding only
-// NaN and -inf keeps it and reports argmax -1.
+// The initial value of a bin's running maximum (max_pool_lowest): the
+// lowest finite value of the compute type (torchvision uses -FLT_MAX for
+// every type; the two agree for float).
 template <typename T>
-DETCORE_HOST_DEVICE T roi_pool_lowest();
-template <>
-DETCORE_HOST_DEVICE float roi_pool_lowest<float>() {
-  return -3.402823466e+38F;
-}
-template <>
-DETCORE_HOST_DEVICE double roi_pool_lowest<double>() {
-  return -1.7976931348623157e+308;
+DETCORE_HOST_DEVICE T roi_pool_lowest() {
+  return max_pool_lowest<T>();
 }
 
 // The RoI's bin grid along one axis: first cell and bin size in cells.
@@ -75,11 +69,7 @@ DETCORE_HOST_DEVICE RoiPoolAxis<T> roi_pool_axis(T c1, T c2, T spatial_scale, in
   return {start, static_cast<T>(size) / static_cast<T>(bins)};
 }
 
-// Half-open range [begin, end) of rows or columns; empty when end <= begin.
-struct RoiPoolSpan {
-  int64_t begin, end;
-  DETCORE_HOST_DEVICE bool empty() const { return end <= begin; }
-};
+using RoiPoolSpan = PoolSpan;
 
 // Cells of bin `index` along an axis of `extent` cells, clipped to [0, extent].
 template <typename T>
