@@ -3,10 +3,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "detcore/math/roi_pool.h"
-#include "detcore/parallel.h"
 #include "cpu/float_staging.h"
 #include "cpu/max_pool_spans.h"
+#include "detcore/math/roi_pool.h"
+#include "detcore/parallel.h"
 #include "dispatch.h"
 
 // Both kernels run in parallel over the (image, channel) planes of the input:
@@ -18,9 +18,9 @@
 namespace detcore::cpu {
 namespace {
 
+using math::RoiPoolSpan;
 using max_pool::group_by_image;
 using max_pool::RoisByImage;
-using math::RoiPoolSpan;
 
 // Each RoI's pooled block (one channel) is small and far from the previous
 // RoI's: fetching a few RoIs ahead keeps the loops from waiting on memory.
@@ -74,8 +74,8 @@ void forward_kernel(const TensorRef& input, const TensorRef& boxes_ref, double s
           prefetch_block<1>(out_data + ahead, bins * sizeof(T) / sizeof(int32_t));
           prefetch_block<1>(argmax_data + ahead, bins);
         }
-        max_pool::pool_plane(plane, width, &rows[k * pooled_height], pooled_height, &cols[k * pooled_width], pooled_width,
-                       out_data + offset, argmax_data + offset, col_max.data(), col_index.data());
+        max_pool::pool_plane(plane, width, &rows[k * pooled_height], pooled_height, &cols[k * pooled_width],
+                             pooled_width, out_data + offset, argmax_data + offset, col_max.data(), col_index.data());
       }
     }
   });
@@ -112,8 +112,8 @@ void backward_kernel(const TensorRef& grad_out, const TensorRef& boxes, const Te
 
 }  // namespace
 
-void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
-                      const TensorRef& out, const TensorRef& argmax) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                      const TensorRef& argmax) {
   if (is_half(input.dtype)) {
     FloatStaging staging;  // the maxima are half values: exact in float and back
     cpu::roi_pool_forward(params, staging.input(input), staging.input(boxes), staging.output(out), argmax);

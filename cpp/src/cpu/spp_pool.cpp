@@ -2,10 +2,10 @@
 #include <vector>
 
 #include "backend/spp_pool.h"
-#include "detcore/math/spp_pool.h"
-#include "detcore/parallel.h"
 #include "cpu/float_staging.h"
 #include "cpu/max_pool_spans.h"
+#include "detcore/math/spp_pool.h"
+#include "detcore/parallel.h"
 #include "dispatch.h"
 
 // The forward runs in parallel over RoIs, each writing its own output row.
