@@ -28,4 +28,32 @@ DETCORE_HOST_DEVICE double max_pool_lowest<double>() {
   return -1.7976931348623157e+308;
 }
 
+// The maximum of one bin (rows x cols) of a row-major plane of `width`
+// columns in the compute type A, and the index h * W + w of its first
+// occurrence in row-major scan order. An empty bin, or one holding only NaN
+// and -inf, has index -1 (value 0 when empty). NaN never wins.
+template <typename A>
+struct PooledMax {
+  A value;
+  int32_t index;
+};
+
+template <typename A, typename T>
+DETCORE_HOST_DEVICE PooledMax<A> max_pool_bin(const T* plane, int64_t width, const PoolSpan& rows,
+                                              const PoolSpan& cols) {
+  PooledMax<A> best{A(0), -1};
+  if (rows.empty() || cols.empty()) return best;
+  best.value = max_pool_lowest<A>();
+  for (int64_t h = rows.begin; h < rows.end; ++h) {
+    for (int64_t w = cols.begin; w < cols.end; ++w) {
+      const A v = static_cast<A>(plane[h * width + w]);
+      if (v > best.value) {  // first maximum in scan order; NaN never wins
+        best.value = v;
+        best.index = static_cast<int32_t>(h * width + w);
+      }
+    }
+  }
+  return best;
+}
+
 }  // namespace detcore::math
