@@ -1,12 +1,26 @@
 // Pieces shared by the max-pooling ops (roi_pool, spp_pool) on CPU and CUDA:
-// the span of rows or columns a bin covers and the initial running maximum.
+// the rounding of bin borders, the span of rows or columns a bin covers, the
+// initial running maximum and the maximum of one bin.
 #pragma once
 
+#include <math.h>
 #include <stdint.h>
 
 #include "detcore/macros.h"
 
 namespace detcore::math {
+
+// Rounding and clipping of bin borders, for both compute types.
+namespace max_pool_detail {
+DETCORE_HOST_DEVICE float round_half_away(float v) { return roundf(v); }
+DETCORE_HOST_DEVICE double round_half_away(double v) { return round(v); }
+DETCORE_HOST_DEVICE float floor_of(float v) { return floorf(v); }
+DETCORE_HOST_DEVICE double floor_of(double v) { return floor(v); }
+DETCORE_HOST_DEVICE float ceil_of(float v) { return ceilf(v); }
+DETCORE_HOST_DEVICE double ceil_of(double v) { return ceil(v); }
+
+DETCORE_HOST_DEVICE int64_t clip(int64_t v, int64_t extent) { return v < 0 ? 0 : (v > extent ? extent : v); }
+}  // namespace max_pool_detail
 
 // Half-open range [begin, end) of rows or columns; empty when end <= begin.
 struct PoolSpan {

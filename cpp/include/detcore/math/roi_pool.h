@@ -26,12 +26,10 @@
 namespace detcore::math {
 
 namespace roi_pool_detail {
-DETCORE_HOST_DEVICE float round_half_away(float v) { return roundf(v); }
-DETCORE_HOST_DEVICE double round_half_away(double v) { return round(v); }
-DETCORE_HOST_DEVICE float floor_of(float v) { return floorf(v); }
-DETCORE_HOST_DEVICE double floor_of(double v) { return floor(v); }
-DETCORE_HOST_DEVICE float ceil_of(float v) { return ceilf(v); }
-DETCORE_HOST_DEVICE double ceil_of(double v) { return ceil(v); }
+using max_pool_detail::ceil_of;
+using max_pool_detail::clip;
+using max_pool_detail::floor_of;
+using max_pool_detail::round_half_away;
 
 // Scaled coordinate rounded to a cell index. Clamped in floating point first;
 // NaN (0 * inf when a huge spatial_scale overflows float) becomes -2^40.
@@ -41,8 +39,6 @@ DETCORE_HOST_DEVICE int64_t to_cell(T scaled) {
   scaled = scaled >= -limit ? (scaled <= limit ? scaled : limit) : -limit;
   return static_cast<int64_t>(round_half_away(scaled));
 }
-
-DETCORE_HOST_DEVICE int64_t clip(int64_t v, int64_t extent) { return v < 0 ? 0 : (v > extent ? extent : v); }
 }  // namespace roi_pool_detail
 
 // The initial value of a bin's running maximum (max_pool_lowest): the

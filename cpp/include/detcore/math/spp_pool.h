@@ -52,12 +52,10 @@ struct SppLevels {
 };
 
 namespace spp_pool_detail {
-DETCORE_HOST_DEVICE float floor_of(float v) { return floorf(v); }
-DETCORE_HOST_DEVICE double floor_of(double v) { return floor(v); }
-DETCORE_HOST_DEVICE float ceil_of(float v) { return ceilf(v); }
-DETCORE_HOST_DEVICE double ceil_of(double v) { return ceil(v); }
-DETCORE_HOST_DEVICE float round_half_away(float v) { return roundf(v); }
-DETCORE_HOST_DEVICE double round_half_away(double v) { return round(v); }
+using max_pool_detail::ceil_of;
+using max_pool_detail::clip;
+using max_pool_detail::floor_of;
+using max_pool_detail::round_half_away;
 
 // Clamped to +-2^40 (exact in float, far beyond any feature map); NaN
 // becomes -2^40.
@@ -66,8 +64,6 @@ DETCORE_HOST_DEVICE T clamp_scaled(T scaled) {
   const T limit = T(1099511627776.0);
   return scaled >= -limit ? (scaled <= limit ? scaled : limit) : -limit;
 }
-
-DETCORE_HOST_DEVICE int64_t clip(int64_t v, int64_t extent) { return v < 0 ? 0 : (v > extent ? extent : v); }
 }  // namespace spp_pool_detail
 
 // A bin's running maximum starts at max_pool_lowest, as roi_pool's.
