@@ -1,6 +1,7 @@
 #include "backend/roi_pool.h"
 #include "common.cuh"
 #include "detcore/math/roi_pool.h"
+#include "max_pool_warp.cuh"
 
 namespace detcore::cuda {
 namespace {
@@ -28,19 +29,10 @@ __global__ void roi_pool_forward_kernel(const T* __restrict__ input, const T* __
                                             static_cast<A>(roi[4]), spatial_scale, pooled_height, pooled_width);
       const math::RoiPoolSpan rows = math::roi_pool_rows(grid, ph, height);
       const math::RoiPoolSpan cols = math::roi_pool_cols(grid, pw, width);
-      if (!rows.empty() && !cols.empty()) {
-        const T* plane = input + (n * channels + c) * height * width;
-        value = math::roi_pool_lowest<A>();
-        for (int64_t h = rows.begin; h < rows.end; ++h) {
-          for (int64_t w = cols.begin; w < cols.end; ++w) {
-            const A v = static_cast<A>(plane[h * width + w]);
-            if (v > value) {  // first maximum in scan order; NaN never wins
-              value = v;
-              best_index = static_cast<int32_t>(h * width + w);
-            }
-          }
-        }
-      }
+      const math::PooledMax<A> best =
+          math::max_pool_bin<A>(input + (n * channels + c) * height * width, width, rows, cols);
+      value = best.value;
+      best_index = best.index;
     }
     out[i] = static_cast<T>(value);
     argmax[i] = best_index;
@@ -66,21 +58,17 @@ __global__ void roi_pool_backward_kernel(const T* __restrict__ grad_out, const T
   }
 }
 
-
 // The deterministic backward: one warp owns one (image, channel) plane of
 // grad_input. It zeroes the plane, then walks every (RoI, bin) gradient in
 // order, 32 at a time; lanes that target the same cell in a step are summed
 // in lane order by the lowest of them. With no atomics the result is the same
 // bit for bit on every run. Its parallelism is N * C warps.
-constexpr int kWarp = 32;
-
 template <typename T>
 __global__ void roi_pool_backward_deterministic_kernel(const T* __restrict__ grad_out, const T* __restrict__ boxes,
                                                        const int32_t* __restrict__ argmax, int64_t batch,
                                                        int64_t channels, int64_t plane_size, int64_t bins,
                                                        int64_t num_rois, T* __restrict__ grad_input) {
   using A = acc_t<T>;
-  const unsigned all = 0xffffffffu;
   const int lane = threadIdx.x % kWarp;
   const int64_t warps_per_block = blockDim.x / kWarp;
   const int64_t planes = batch * channels;
@@ -106,28 +94,15 @@ __global__ void roi_pool_backward_deterministic_kernel(const T* __restrict__ gra
           }
         }
       }
-      const unsigned same_cell = __match_any_sync(all, cell);
-      if (__any_sync(all, cell >= 0 && __popc(same_cell) > 1)) {
-        // Shared cells in this step: each group's lowest lane sums its lanes.
-        A sum = A(0);
-        for (int src = 0; src < kWarp; ++src) {
-          const A value = __shfl_sync(all, grad, src);
-          if (same_cell & (1u << src)) sum += value;
-        }
-        grad = sum;
-      }
-      if (cell >= 0 && lane == __ffs(same_cell) - 1) {
-        plane[cell] = static_cast<T>(static_cast<A>(plane[cell]) + grad);
-      }
-      __syncwarp();  // this step's writes are seen by the next step's lanes
+      warp_add_to_cells(plane, cell, grad, lane);
     }
   }
 }
 
 }  // namespace
 
-void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
-                      const TensorRef& out, const TensorRef& argmax, Stream stream) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                      const TensorRef& argmax, Stream stream) {
   DeviceGuard guard(input);
   const int64_t total = out.numel();
   DETCORE_DISPATCH_CUDA_FLOATING(input.dtype, "roi_pool", [&] {
@@ -155,16 +130,16 @@ void roi_pool_backward(const RoIPoolParams& params, const TensorRef& grad_out, c
     check_launch("roi_pool_backward");
     return;
   }
-  check_cuda(cudaMemsetAsync(grad_input.data, 0, grad_input.numel() * dtype_size(grad_input.dtype),
-                             as_cuda_stream(stream)),
-             "roi_pool_backward");
+  check_cuda(
+      cudaMemsetAsync(grad_input.data, 0, grad_input.numel() * dtype_size(grad_input.dtype), as_cuda_stream(stream)),
+      "roi_pool_backward");
   const int64_t total = grad_out.numel();
   if (total == 0) return;
   DETCORE_DISPATCH_CUDA_FLOATING(grad_out.dtype, "roi_pool_backward", [&] {
     roi_pool_backward_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
-        grad_out.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), argmax.ptr<const int32_t>(),
-        grad_input.size(0), grad_input.size(1), grad_input.size(2) * grad_input.size(3),
-        grad_out.size(2) * grad_out.size(3), total, grad_input.ptr<scalar_t>());
+        grad_out.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), argmax.ptr<const int32_t>(), grad_input.size(0),
+        grad_input.size(1), grad_input.size(2) * grad_input.size(3), grad_out.size(2) * grad_out.size(3), total,
+        grad_input.ptr<scalar_t>());
   });
   check_launch("roi_pool_backward");
 }

@@ -1,6 +1,7 @@
 #include "backend/spp_pool.h"
 #include "common.cuh"
 #include "detcore/math/spp_pool.h"
+#include "max_pool_warp.cuh"
 
 namespace detcore::cuda {
 namespace {
@@ -30,19 +31,10 @@ __global__ void spp_pool_forward_kernel(const T* __restrict__ input, const T* __
                                                      static_cast<A>(roi[3]), static_cast<A>(roi[4]), spatial_scale);
       const math::SppSpan rows = math::spp_pool_rows(grid, bin.row, n_bins, height);
       const math::SppSpan cols = math::spp_pool_cols(grid, bin.col, n_bins, width);
-      if (!rows.empty() && !cols.empty()) {
-        const T* plane = input + (n * channels + bin.channel) * height * width;
-        value = math::spp_pool_lowest<A>();
-        for (int64_t h = rows.begin; h < rows.end; ++h) {
-          for (int64_t w = cols.begin; w < cols.end; ++w) {
-            const A v = static_cast<A>(plane[h * width + w]);
-            if (v > value) {  // first maximum in scan order; NaN never wins
-              value = v;
-              best_index = static_cast<int32_t>(h * width + w);
-            }
-          }
-        }
-      }
+      const math::PooledMax<A> best =
+          math::max_pool_bin<A>(input + (n * channels + bin.channel) * height * width, width, rows, cols);
+      value = best.value;
+      best_index = best.index;
     }
     out[i] = static_cast<T>(value);
     argmax[i] = best_index;
@@ -73,15 +65,12 @@ __global__ void spp_pool_backward_kernel(const T* __restrict__ grad_out, const T
 // grad_input, zeroes it, then walks that channel's (RoI, bin) gradients in
 // order, 32 at a time; lanes that target the same cell in a step are summed
 // in lane order by the lowest of them. No atomics: the same bits every run.
-constexpr int kWarp = 32;
-
 template <typename T>
 __global__ void spp_pool_backward_deterministic_kernel(const T* __restrict__ grad_out, const T* __restrict__ boxes,
                                                        const int32_t* __restrict__ argmax, SppLevels levels,
                                                        int64_t batch, int64_t channels, int64_t plane_size,
                                                        int64_t num_rois, T* __restrict__ grad_input) {
   using A = acc_t<T>;
-  const unsigned all = 0xffffffffu;
   const int lane = threadIdx.x % kWarp;
   const int64_t warps_per_block = blockDim.x / kWarp;
   const int64_t planes = batch * channels;
@@ -113,19 +102,7 @@ __global__ void spp_pool_backward_deterministic_kernel(const T* __restrict__ gra
           }
         }
       }
-      const unsigned same_cell = __match_any_sync(all, cell);
-      if (__any_sync(all, cell >= 0 && __popc(same_cell) > 1)) {
-        A sum = A(0);
-        for (int src = 0; src < kWarp; ++src) {
-          const A value = __shfl_sync(all, grad, src);
-          if (same_cell & (1u << src)) sum += value;
-        }
-        grad = sum;
-      }
-      if (cell >= 0 && lane == __ffs(same_cell) - 1) {
-        plane[cell] = static_cast<T>(static_cast<A>(plane[cell]) + grad);
-      }
-      __syncwarp();  // this step's writes are seen by the next step's lanes
+      warp_add_to_cells(plane, cell, grad, lane);
     }
   }
 }
@@ -138,9 +115,9 @@ void spp_pool_forward(const SppLevels& levels, double spatial_scale, const Tenso
   const int64_t total = out.numel();
   DETCORE_DISPATCH_CUDA_FLOATING(input.dtype, "spp_pool", [&] {
     spp_pool_forward_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
-        input.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), levels,
-        static_cast<acc_t<scalar_t>>(spatial_scale), input.size(0), input.size(1), input.size(2), input.size(3),
-        out.size(1), total, out.ptr<scalar_t>(), argmax.ptr<int32_t>());
+        input.ptr<const scalar_t>(), boxes.ptr<const scalar_t>(), levels, static_cast<acc_t<scalar_t>>(spatial_scale),
+        input.size(0), input.size(1), input.size(2), input.size(3), out.size(1), total, out.ptr<scalar_t>(),
+        argmax.ptr<int32_t>());
   });
   check_launch("spp_pool");
 }
@@ -161,9 +138,9 @@ void spp_pool_backward(const SppLevels& levels, bool deterministic, const Tensor
     check_launch("spp_pool_backward");
     return;
   }
-  check_cuda(cudaMemsetAsync(grad_input.data, 0, grad_input.numel() * dtype_size(grad_input.dtype),
-                             as_cuda_stream(stream)),
-             "spp_pool_backward");
+  check_cuda(
+      cudaMemsetAsync(grad_input.data, 0, grad_input.numel() * dtype_size(grad_input.dtype), as_cuda_stream(stream)),
+      "spp_pool_backward");
   const int64_t total = grad_out.numel();
   if (total == 0) return;
   DETCORE_DISPATCH_CUDA_FLOATING(grad_out.dtype, "spp_pool_backward", [&] {

@@ -1,14 +1,12 @@
 #include "detcore/ops/roi_pool.h"
 
-#include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "backend/roi_pool.h"
 #include "checks.h"
-#include "cpu/float_staging.h"
 #include "detcore/math/roi_pool.h"
 #include "dispatch.h"
+#include "rois_checks.h"
 
 namespace detcore {
 namespace {
@@ -17,37 +15,15 @@ constexpr const char* kPooledLayout = "(K, C, PH, PW)";
 
 void check_params(const RoIPoolParams& p, bool forward) {
   if (p.pooled_height <= 0 || p.pooled_width <= 0) {
-    throw_value_error("output_size: expected positive (height, width), got (", p.pooled_height, ", ",
-                      p.pooled_width, ")");
+    throw_value_error("output_size: expected positive (height, width), got (", p.pooled_height, ", ", p.pooled_width,
+                      ")");
   }
-  if (forward && (!(p.spatial_scale > 0.0) || !std::isfinite(p.spatial_scale))) {
-    throw_value_error("spatial_scale: expected a finite number > 0, got ", p.spatial_scale);
-  }
-}
-
-// argmax stores h * W + w as int32.
-void check_plane_fits_int32(const TensorRef& t, const char* name) {
-  if (t.size(2) * t.size(3) > std::numeric_limits<int32_t>::max()) {
-    throw_value_error(name, ": H * W must fit the int32 argmax, got shape ", t.shape_string());
-  }
-}
-
-// The CPU kernels index the batch with the RoIs' first column; a value that
-// is not an integer in [0, batch_size) is refused here. (CUDA guards in the
-// kernel instead, so that no device synchronization is needed.)
-void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
-  for (int64_t k = 0; k < boxes.size(0); ++k) {
-    const double index = cpu::floating_element(boxes, 5 * k);  // exact for every floating dtype
-    if (math::roi_batch_index(index, batch_size) < 0) {
-      throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ", batch_size,
-                        "), got ", index);
-    }
-  }
+  if (forward) rois_checks::spatial_scale(p.spatial_scale);
 }
 
 // The pooled tensors (out / argmax or grad_out / argmax) and the RoIs.
-void check_pooled(const RoIPoolParams& params, const TensorRef& values, const char* values_name,
-                  const TensorRef& boxes, const TensorRef& argmax) {
+void check_pooled(const RoIPoolParams& params, const TensorRef& values, const char* values_name, const TensorRef& boxes,
+                  const TensorRef& argmax) {
   check::ndim(values, values_name, 4, kPooledLayout);
   check::floating(values, values_name);
   check::matrix(boxes, "boxes", 5, "(K, 5) [batch_index, x1, y1, x2, y2]");
@@ -61,15 +37,15 @@ void check_pooled(const RoIPoolParams& params, const TensorRef& values, const ch
 
 }  // namespace
 
-void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
-                      const TensorRef& out, const TensorRef& argmax, Stream stream) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                      const TensorRef& argmax, Stream stream) {
   check_params(params, true);
   check::ndim(input, "input", 4, "(N, C, H, W)");
   check::floating(input, "input");
   check::matrix(boxes, "boxes", 5, "(K, 5) [batch_index, x1, y1, x2, y2]");
   check::same_dtype(input, "input", boxes, "boxes");
   check::same_device(input, "input", boxes, "boxes");
-  check_plane_fits_int32(input, "input");
+  rois_checks::plane_fits_int32(input, "input");
   check_pooled(params, out, "out", boxes, argmax);
   check::same_dtype(input, "input", out, "out");
   check::same_device(input, "input", out, "out");
@@ -78,7 +54,7 @@ void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const
   check::data(boxes, "boxes");
   check::data(out, "out");
   check::data(argmax, "argmax");
-  if (!boxes.is_cuda()) check_batch_indices(boxes, input.size(0));
+  if (!boxes.is_cuda()) rois_checks::batch_indices(boxes, input.size(0));
   if (out.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(input, "roi_pool", cpu::roi_pool_forward(params, input, boxes, out, argmax),
                           cuda::roi_pool_forward(params, input, boxes, out, argmax, stream));
@@ -95,12 +71,12 @@ void roi_pool_backward(const RoIPoolParams& params, const TensorRef& grad_out, c
     throw_value_error("grad_input: expected ", grad_out.size(1), " channels (those of grad_out), got shape ",
                       grad_input.shape_string());
   }
-  check_plane_fits_int32(grad_input, "grad_input");
+  rois_checks::plane_fits_int32(grad_input, "grad_input");
   check::data(grad_out, "grad_out");
   check::data(boxes, "boxes");
   check::data(argmax, "argmax");
   check::data(grad_input, "grad_input");
-  if (!boxes.is_cuda()) check_batch_indices(boxes, grad_input.size(0));
+  if (!boxes.is_cuda()) rois_checks::batch_indices(boxes, grad_input.size(0));
   if (grad_input.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(grad_out, "roi_pool_backward",
                           cpu::roi_pool_backward(params, grad_out, boxes, argmax, grad_input),

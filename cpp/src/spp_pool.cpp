@@ -1,15 +1,12 @@
 #include "detcore/ops/spp_pool.h"
 
-#include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "backend/spp_pool.h"
 #include "checks.h"
-#include "cpu/float_staging.h"
-#include "detcore/math/rois.h"
 #include "detcore/math/spp_pool.h"
 #include "dispatch.h"
+#include "rois_checks.h"
 
 namespace detcore {
 namespace {
@@ -36,31 +33,6 @@ math::SppLevels make_levels(const SppPoolParams& params) {
   return levels;
 }
 
-void check_spatial_scale(double spatial_scale) {
-  if (!(spatial_scale > 0.0) || !std::isfinite(spatial_scale)) {
-    throw_value_error("spatial_scale: expected a finite number > 0, got ", spatial_scale);
-  }
-}
-
-// argmax stores h * W + w as int32.
-void check_plane_fits_int32(const TensorRef& t, const char* name) {
-  if (t.size(2) * t.size(3) > std::numeric_limits<int32_t>::max()) {
-    throw_value_error(name, ": H * W must fit the int32 argmax, got shape ", t.shape_string());
-  }
-}
-
-// The CPU kernels index the batch with the RoIs' first column. (CUDA guards
-// in the kernel instead, so that no device synchronization is needed.)
-void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
-  for (int64_t k = 0; k < boxes.size(0); ++k) {
-    const double index = cpu::floating_element(boxes, 5 * k);  // exact for every floating dtype
-    if (math::roi_batch_index(index, batch_size) < 0) {
-      throw_value_error("boxes: the batch index (column 0) of RoI ", k, " must be an integer in [0, ", batch_size,
-                        "), got ", index);
-    }
-  }
-}
-
 // The pooled tensors (out / argmax or grad_out / argmax) and the RoIs, for
 // `channels` input channels.
 void check_pooled(const TensorRef& values, const char* values_name, const TensorRef& boxes, const TensorRef& argmax,
@@ -83,16 +55,16 @@ int64_t spp_pool_bins(const SppPoolParams& params) {
   return levels.first_bin[levels.count];
 }
 
-void spp_pool_forward(const SppPoolParams& params, const TensorRef& input, const TensorRef& boxes,
-                      const TensorRef& out, const TensorRef& argmax, Stream stream) {
+void spp_pool_forward(const SppPoolParams& params, const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                      const TensorRef& argmax, Stream stream) {
   const math::SppLevels levels = make_levels(params);
-  check_spatial_scale(params.spatial_scale);
+  rois_checks::spatial_scale(params.spatial_scale);
   check::ndim(input, "input", 4, "(N, C, H, W)");
   check::floating(input, "input");
   check::matrix(boxes, "boxes", 5, kRoisLayout);
   check::same_dtype(input, "input", boxes, "boxes");
   check::same_device(input, "input", boxes, "boxes");
-  check_plane_fits_int32(input, "input");
+  rois_checks::plane_fits_int32(input, "input");
   check_pooled(out, "out", boxes, argmax, input.size(1), levels.first_bin[levels.count]);
   check::same_dtype(input, "input", out, "out");
   check::same_device(input, "input", out, "out");
@@ -100,7 +72,7 @@ void spp_pool_forward(const SppPoolParams& params, const TensorRef& input, const
   check::data(boxes, "boxes");
   check::data(out, "out");
   check::data(argmax, "argmax");
-  if (!boxes.is_cuda()) check_batch_indices(boxes, input.size(0));
+  if (!boxes.is_cuda()) rois_checks::batch_indices(boxes, input.size(0));
   if (out.numel() == 0) return;
   DETCORE_DEVICE_DISPATCH(input, "spp_pool",
                           cpu::spp_pool_forward(levels, params.spatial_scale, input, boxes, out, argmax),
@@ -115,16 +87,16 @@ void spp_pool_backward(const SppPoolParams& params, const TensorRef& grad_out, c
   check_pooled(grad_out, "grad_out", boxes, argmax, grad_input.size(1), levels.first_bin[levels.count]);
   check::same_dtype(grad_out, "grad_out", grad_input, "grad_input");
   check::same_device(grad_out, "grad_out", grad_input, "grad_input");
-  check_plane_fits_int32(grad_input, "grad_input");
+  rois_checks::plane_fits_int32(grad_input, "grad_input");
   check::data(grad_out, "grad_out");
   check::data(boxes, "boxes");
   check::data(argmax, "argmax");
   check::data(grad_input, "grad_input");
-  if (!boxes.is_cuda()) check_batch_indices(boxes, grad_input.size(0));
+  if (!boxes.is_cuda()) rois_checks::batch_indices(boxes, grad_input.size(0));
   if (grad_input.numel() == 0) return;
-  DETCORE_DEVICE_DISPATCH(grad_out, "spp_pool_backward",
-                          cpu::spp_pool_backward(levels, grad_out, boxes, argmax, grad_input),
-                          cuda::spp_pool_backward(levels, params.deterministic, grad_out, boxes, argmax, grad_input, stream));
+  DETCORE_DEVICE_DISPATCH(
+      grad_out, "spp_pool_backward", cpu::spp_pool_backward(levels, grad_out, boxes, argmax, grad_input),
+      cuda::spp_pool_backward(levels, params.deterministic, grad_out, boxes, argmax, grad_input, stream));
 }
 
 }  // namespace detcore

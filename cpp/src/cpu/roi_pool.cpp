@@ -1,12 +1,12 @@
 #include "backend/roi_pool.h"
 
 #include <cstdint>
-#include <limits>
 #include <vector>
 
+#include "cpu/float_staging.h"
+#include "cpu/max_pool_spans.h"
 #include "detcore/math/roi_pool.h"
 #include "detcore/parallel.h"
-#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 // Both kernels run in parallel over the (image, channel) planes of the input:
@@ -19,33 +19,8 @@ namespace detcore::cpu {
 namespace {
 
 using math::RoiPoolSpan;
-
-// No value in the column or bin has beaten the initial maximum yet (the
-// entry point ensures H * W <= INT32_MAX, so real indices are smaller).
-constexpr int32_t kNone = std::numeric_limits<int32_t>::max();
-
-// RoI indices grouped by batch index, each group in increasing RoI order:
-// image n's RoIs are order[first[n] .. first[n + 1]).
-struct RoisByImage {
-  std::vector<int64_t> order;
-  std::vector<int64_t> first;
-};
-
-template <typename T>
-RoisByImage group_by_image(const T* boxes, int64_t num_rois, int64_t batch_size) {
-  RoisByImage groups{std::vector<int64_t>(num_rois), std::vector<int64_t>(batch_size + 1, 0)};
-  std::vector<int64_t> image(num_rois);
-  for (int64_t k = 0; k < num_rois; ++k) {
-    image[k] = math::roi_batch_index(boxes[5 * k], batch_size);  // checked valid by the entry point
-    if (image[k] >= 0) ++groups.first[image[k] + 1];
-  }
-  for (int64_t n = 0; n < batch_size; ++n) groups.first[n + 1] += groups.first[n];
-  std::vector<int64_t> next(groups.first.begin(), groups.first.end() - 1);
-  for (int64_t k = 0; k < num_rois; ++k) {
-    if (image[k] >= 0) groups.order[next[image[k]]++] = k;
-  }
-  return groups;
-}
+using max_pool::group_by_image;
+using max_pool::RoisByImage;
 
 // Each RoI's pooled block (one channel) is small and far from the previous
 // RoI's: fetching a few RoIs ahead keeps the loops from waiting on memory.
@@ -60,67 +35,6 @@ inline void prefetch_block(const void* p, int64_t count) {
   (void)p;
   (void)count;
 #endif
-}
-
-// Pools one RoI from one input plane. The bins of a bin row share their rows,
-// so the row pass keeps, per column, the maximum over the bin's rows and the
-// index h * W + w of its first occurrence (a loop the compiler vectorizes);
-// each bin then takes the largest of its column maxima and, among the
-// columns holding it, the smallest index: the first maximum in row-major
-// scan order, as a plain scan with `>` finds it.
-template <typename T>
-void pool_roi_plane(const T* plane, int64_t width, const RoiPoolSpan* rows, int64_t pooled_height,
-                    const RoiPoolSpan* cols, int64_t pooled_width, T* out, int32_t* argmax, T* col_max,
-                    int32_t* col_index) {
-  const T lowest = math::roi_pool_lowest<T>();
-  // Column spans are monotone in the bin index: their union is one range.
-  const int64_t w_begin = cols[0].begin;
-  const int64_t w_end = cols[pooled_width - 1].end;
-  for (int64_t ph = 0; ph < pooled_height; ++ph) {
-    const RoiPoolSpan r = rows[ph];
-    T* out_row = out + ph * pooled_width;
-    int32_t* argmax_row = argmax + ph * pooled_width;
-    if (r.empty() || w_end <= w_begin) {
-      for (int64_t pw = 0; pw < pooled_width; ++pw) {
-        out_row[pw] = T(0);
-        argmax_row[pw] = -1;
-      }
-      continue;
-    }
-    const int64_t span = w_end - w_begin;
-    T* __restrict cmax = col_max + w_begin;
-    int32_t* __restrict cidx = col_index + w_begin;
-    for (int64_t w = 0; w < span; ++w) {
-      cmax[w] = lowest;
-      cidx[w] = kNone;
-    }
-    for (int64_t h = r.begin; h < r.end; ++h) {
-      const T* __restrict line = plane + h * width + w_begin;
-      const int32_t line_index = static_cast<int32_t>(h * width + w_begin);
-      for (int64_t w = 0; w < span; ++w) {
-        const T v = line[w], m = cmax[w];
-        // An all-ones mask where v is greater (never for NaN); written as
-        // bit operations because GCC does not vectorize the plain `?:` form.
-        const int32_t greater = -static_cast<int32_t>(v > m);
-        cmax[w] = greater ? v : m;
-        cidx[w] = ((line_index + static_cast<int32_t>(w)) & greater) | (cidx[w] & ~greater);
-      }
-    }
-    for (int64_t pw = 0; pw < pooled_width; ++pw) {
-      const RoiPoolSpan c = cols[pw];
-      // Two branch-free passes (a running maximum changes too often to
-      // predict); column maxima are never NaN.
-      T best = c.empty() ? T(0) : lowest;
-      for (int64_t w = c.begin; w < c.end; ++w) best = col_max[w] > best ? col_max[w] : best;
-      int32_t best_index = kNone;
-      for (int64_t w = c.begin; w < c.end; ++w) {
-        const int32_t index = col_max[w] == best ? col_index[w] : kNone;
-        best_index = index < best_index ? index : best_index;
-      }
-      out_row[pw] = best;
-      argmax_row[pw] = best_index == kNone ? -1 : best_index;
-    }
-  }
 }
 
 template <typename T>
@@ -160,8 +74,8 @@ void forward_kernel(const TensorRef& input, const TensorRef& boxes_ref, double s
           prefetch_block<1>(out_data + ahead, bins * sizeof(T) / sizeof(int32_t));
           prefetch_block<1>(argmax_data + ahead, bins);
         }
-        pool_roi_plane(plane, width, &rows[k * pooled_height], pooled_height, &cols[k * pooled_width], pooled_width,
-                       out_data + offset, argmax_data + offset, col_max.data(), col_index.data());
+        max_pool::pool_plane(plane, width, &rows[k * pooled_height], pooled_height, &cols[k * pooled_width],
+                             pooled_width, out_data + offset, argmax_data + offset, col_max.data(), col_index.data());
       }
     }
   });
@@ -190,10 +104,7 @@ void backward_kernel(const TensorRef& grad_out, const TensorRef& boxes, const Te
           prefetch_block<0>(index + ahead, bins);
           prefetch_block<0>(grad + ahead, bins * sizeof(T) / sizeof(int32_t));
         }
-        for (int64_t b = 0; b < bins; ++b) {
-          const int64_t cell = index[offset + b];
-          if (cell >= 0 && cell < plane_size) plane[cell] += grad[offset + b];
-        }
+        max_pool::scatter_to_argmax(index + offset, grad + offset, bins, plane, plane_size);
       }
     }
   });
@@ -201,8 +112,8 @@ void backward_kernel(const TensorRef& grad_out, const TensorRef& boxes, const Te
 
 }  // namespace
 
-void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
-                      const TensorRef& out, const TensorRef& argmax) {
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                      const TensorRef& argmax) {
   if (is_half(input.dtype)) {
     FloatStaging staging;  // the maxima are half values: exact in float and back
     cpu::roi_pool_forward(params, staging.input(input), staging.input(boxes), staging.output(out), argmax);

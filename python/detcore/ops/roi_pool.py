@@ -5,36 +5,16 @@ from __future__ import annotations
 from typing import List, Union
 
 from .. import _C
-from ._interop import (
-    NUMPY,
-    TORCH,
-    TORCH_KIND,
-    check_boxes,
-    check_ndim,
-    dtype_name,
-    torch,
-)
+from ._interop import NUMPY, TORCH, TORCH_KIND, torch
+from ._max_pool import check_pool_args, gather_at_argmax
 from ._rois import check_pooled_output, pooled_size, prepare_rois, script_rois, spatial_scale_arg
 from ._scripting import Array, BroadcastingList2, fx_node, is_scripting
-
-_ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
-
-
-def _check_args(input, rois) -> None:
-    """The checks needed to size the outputs (also run by the fake
-    implementation under torch.compile); the core checks everything again."""
-    check_ndim(input, "input", 4, "(N, C, H, W)")
-    check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
-    if rois.dtype != input.dtype:
-        raise TypeError(
-            f"boxes: expected the dtype of input ({dtype_name(input.dtype)}), got {dtype_name(rois.dtype)}"
-        )
 
 
 def _roi_pool(xp, input, rois, spatial_scale: float, pooled_height: int, pooled_width: int):
     """(output, argmax): argmax is int32, the index h * W + w of each bin's
     maximum in its input plane, -1 for an empty bin."""
-    _check_args(input, rois)
+    check_pool_args(input, rois)
     check_pooled_output(input, rois, pooled_height, pooled_width)
     shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
     out = xp.empty(shape, input.dtype, like=input)
@@ -124,7 +104,7 @@ if torch is not None:
 
     @_roi_pool_op.register_fake
     def _(input, rois, spatial_scale, pooled_height, pooled_width):
-        _check_args(input, rois)
+        check_pool_args(input, rois)
         shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
         return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
 
@@ -168,18 +148,11 @@ if torch is not None:
         ctx.save_for_backward(rois, argmax)
 
     def _backward_backward(ctx, grad_grad_input):
-        # The backward is linear in grad_out: its gradient gathers
-        # grad_grad_input at each bin's argmax (0 for empty bins).
         rois, argmax = ctx.saved_tensors
-        batch_size, channels, height, width = grad_grad_input.shape
-        if argmax.numel() == 0 or height * width == 0:
-            return grad_grad_input.new_zeros(argmax.shape), None, None, None, None, None, None
-        # Invalid batch indices (CUDA) only come with argmax -1: any row will do.
-        image = torch.nan_to_num(rois[:, 0]).clamp(0, batch_size - 1).long()
-        planes = grad_grad_input.reshape(batch_size, channels, height * width)[image]
-        index = argmax.long().clamp(min=0).reshape(argmax.shape[0], channels, -1)
-        gathered = planes.gather(2, index).reshape(argmax.shape)
-        return torch.where(argmax >= 0, gathered, 0), None, None, None, None, None, None
+        channels = grad_grad_input.shape[1]
+        bins = argmax.shape[2] * argmax.shape[3]
+        column_channel = torch.arange(channels, device=argmax.device).repeat_interleave(bins)
+        return gather_at_argmax(grad_grad_input, rois, argmax, column_channel), None, None, None, None, None, None
 
     _roi_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 

@@ -14,17 +14,13 @@ from ._interop import (
     NUMPY,
     TORCH,
     TORCH_KIND,
-    check_boxes,
     check_int,
-    check_ndim,
     check_output_bytes,
-    dtype_name,
     torch,
 )
+from ._max_pool import check_pool_args, gather_at_argmax
 from ._rois import prepare_rois, script_rois, spatial_scale_arg
 from ._scripting import Array, Levels, fx_node, is_scripting
-
-_ROIS_LAYOUT = "(K, 5) [batch_index, x1, y1, x2, y2]"
 
 
 def spp_levels(levels) -> tuple[int, ...]:
@@ -49,21 +45,10 @@ def spp_pool_bins(levels) -> int:
     return sum(n * n for n in spp_levels(levels))
 
 
-def _check_args(input, rois) -> None:
-    """The checks needed to size the outputs (also run by the fake
-    implementation under torch.compile); the core checks everything again."""
-    check_ndim(input, "input", 4, "(N, C, H, W)")
-    check_boxes(rois, "boxes", _ROIS_LAYOUT, width=5)
-    if rois.dtype != input.dtype:
-        raise TypeError(
-            f"boxes: expected the dtype of input ({dtype_name(input.dtype)}), got {dtype_name(rois.dtype)}"
-        )
-
-
 def _spp_pool(xp, input, rois, levels: tuple[int, ...], spatial_scale: float):
     """(output, argmax), both (K, C * bins): argmax is int32, the index
     h * W + w of each bin's maximum in its input plane, -1 for an empty bin."""
-    _check_args(input, rois)
+    check_pool_args(input, rois)
     shape = (rois.shape[0], input.shape[1] * spp_pool_bins(levels))
     # Checked before the allocation is tried; levels is what sized it.
     check_output_bytes(shape, input.dtype.itemsize, "levels")
@@ -164,7 +149,7 @@ if torch is not None:
 
     @_spp_pool_op.register_fake
     def _(input, rois, levels, spatial_scale):
-        _check_args(input, rois)
+        check_pool_args(input, rois)
         shape = (rois.shape[0], input.shape[1] * spp_pool_bins(tuple(levels)))
         return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
 
@@ -216,20 +201,9 @@ if torch is not None:
         ctx.levels = list(levels)
 
     def _backward_backward(ctx, grad_grad_input):
-        # The backward is linear in grad_out: its gradient gathers
-        # grad_grad_input at each bin's argmax (0 for empty bins).
         rois, argmax = ctx.saved_tensors
-        none = (None,) * 7
-        batch_size, channels, height, width = grad_grad_input.shape
-        if argmax.numel() == 0 or height * width == 0:
-            return (grad_grad_input.new_zeros(argmax.shape), *none)
-        # Invalid batch indices (CUDA) only come with argmax -1: any row will do.
-        image = torch.nan_to_num(rois[:, 0]).clamp(0, batch_size - 1).long()
-        planes = grad_grad_input.reshape(batch_size, channels * height * width)[image]
-        column_channel = _column_channels(ctx.levels, channels, argmax.device)
-        index = column_channel * (height * width) + argmax.long().clamp(min=0)
-        gathered = planes.gather(1, index)
-        return (torch.where(argmax >= 0, gathered, 0), *none)
+        column_channel = _column_channels(ctx.levels, grad_grad_input.shape[1], argmax.device)
+        return (gather_at_argmax(grad_grad_input, rois, argmax, column_channel), *(None,) * 7)
 
     _spp_pool_backward_op.register_autograd(_backward_backward, setup_context=_setup_backward_context)
 

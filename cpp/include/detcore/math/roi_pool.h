@@ -20,17 +20,16 @@
 #include <stdint.h>
 
 #include "detcore/macros.h"
+#include "detcore/math/max_pool.h"
 #include "detcore/math/rois.h"
 
 namespace detcore::math {
 
 namespace roi_pool_detail {
-DETCORE_HOST_DEVICE float round_half_away(float v) { return roundf(v); }
-DETCORE_HOST_DEVICE double round_half_away(double v) { return round(v); }
-DETCORE_HOST_DEVICE float floor_of(float v) { return floorf(v); }
-DETCORE_HOST_DEVICE double floor_of(double v) { return floor(v); }
-DETCORE_HOST_DEVICE float ceil_of(float v) { return ceilf(v); }
-DETCORE_HOST_DEVICE double ceil_of(double v) { return ceil(v); }
+using max_pool_detail::ceil_of;
+using max_pool_detail::clip;
+using max_pool_detail::floor_of;
+using max_pool_detail::round_half_away;
 
 // Scaled coordinate rounded to a cell index. Clamped in floating point first;
 // NaN (0 * inf when a huge spatial_scale overflows float) becomes -2^40.
@@ -40,23 +39,14 @@ DETCORE_HOST_DEVICE int64_t to_cell(T scaled) {
   scaled = scaled >= -limit ? (scaled <= limit ? scaled : limit) : -limit;
   return static_cast<int64_t>(round_half_away(scaled));
 }
-
-DETCORE_HOST_DEVICE int64_t clip(int64_t v, int64_t extent) { return v < 0 ? 0 : (v > extent ? extent : v); }
 }  // namespace roi_pool_detail
 
-// The initial value of a bin's running maximum: the lowest finite value of
-// the compute type (torchvision uses -FLT_MAX for every type; the two agree
-// for float). Only values strictly greater replace it, so a bin holding only
-// NaN and -inf keeps it and reports argmax -1.
+// The initial value of a bin's running maximum (max_pool_lowest): the
+// lowest finite value of the compute type (torchvision uses -FLT_MAX for
+// every type; the two agree for float).
 template <typename T>
-DETCORE_HOST_DEVICE T roi_pool_lowest();
-template <>
-DETCORE_HOST_DEVICE float roi_pool_lowest<float>() {
-  return -3.402823466e+38F;
-}
-template <>
-DETCORE_HOST_DEVICE double roi_pool_lowest<double>() {
-  return -1.7976931348623157e+308;
+DETCORE_HOST_DEVICE T roi_pool_lowest() {
+  return max_pool_lowest<T>();
 }
 
 // The RoI's bin grid along one axis: first cell and bin size in cells.
@@ -75,11 +65,7 @@ DETCORE_HOST_DEVICE RoiPoolAxis<T> roi_pool_axis(T c1, T c2, T spatial_scale, in
   return {start, static_cast<T>(size) / static_cast<T>(bins)};
 }
 
-// Half-open range [begin, end) of rows or columns; empty when end <= begin.
-struct RoiPoolSpan {
-  int64_t begin, end;
-  DETCORE_HOST_DEVICE bool empty() const { return end <= begin; }
-};
+using RoiPoolSpan = PoolSpan;
 
 // Cells of bin `index` along an axis of `extent` cells, clipped to [0, extent].
 template <typename T>

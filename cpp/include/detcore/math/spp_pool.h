@@ -30,6 +30,7 @@
 
 #include "detcore/macros.h"
 #include "detcore/math/ceil_div.h"
+#include "detcore/math/max_pool.h"
 #include "detcore/math/rois.h"
 
 namespace detcore::math {
@@ -51,12 +52,10 @@ struct SppLevels {
 };
 
 namespace spp_pool_detail {
-DETCORE_HOST_DEVICE float floor_of(float v) { return floorf(v); }
-DETCORE_HOST_DEVICE double floor_of(double v) { return floor(v); }
-DETCORE_HOST_DEVICE float ceil_of(float v) { return ceilf(v); }
-DETCORE_HOST_DEVICE double ceil_of(double v) { return ceil(v); }
-DETCORE_HOST_DEVICE float round_half_away(float v) { return roundf(v); }
-DETCORE_HOST_DEVICE double round_half_away(double v) { return round(v); }
+using max_pool_detail::ceil_of;
+using max_pool_detail::clip;
+using max_pool_detail::floor_of;
+using max_pool_detail::round_half_away;
 
 // Clamped to +-2^40 (exact in float, far beyond any feature map); NaN
 // becomes -2^40.
@@ -65,22 +64,12 @@ DETCORE_HOST_DEVICE T clamp_scaled(T scaled) {
   const T limit = T(1099511627776.0);
   return scaled >= -limit ? (scaled <= limit ? scaled : limit) : -limit;
 }
-
-DETCORE_HOST_DEVICE int64_t clip(int64_t v, int64_t extent) { return v < 0 ? 0 : (v > extent ? extent : v); }
 }  // namespace spp_pool_detail
 
-// The lowest finite value of the compute type: a bin's running maximum starts
-// there and only strictly greater values replace it, so a bin of only NaN and
-// -inf keeps it and reports argmax -1 (as roi_pool).
+// A bin's running maximum starts at max_pool_lowest, as roi_pool's.
 template <typename T>
-DETCORE_HOST_DEVICE T spp_pool_lowest();
-template <>
-DETCORE_HOST_DEVICE float spp_pool_lowest<float>() {
-  return -3.402823466e+38F;
-}
-template <>
-DETCORE_HOST_DEVICE double spp_pool_lowest<double>() {
-  return -1.7976931348623157e+308;
+DETCORE_HOST_DEVICE T spp_pool_lowest() {
+  return max_pool_lowest<T>();
 }
 
 // The RoI's window along one axis: cells [start, start + size), size >= 1.
@@ -100,11 +89,7 @@ DETCORE_HOST_DEVICE SppAxis spp_pool_axis(T c1, T c2, T spatial_scale) {
   return {static_cast<int64_t>(round_half_away((s1 + s2) * T(0.5))), 1};
 }
 
-// Half-open range [begin, end) of rows or columns; empty when end <= begin.
-struct SppSpan {
-  int64_t begin, end;
-  DETCORE_HOST_DEVICE bool empty() const { return end <= begin; }
-};
+using SppSpan = PoolSpan;
 
 // Cells of bin `index` of `bins` along an axis of `extent` cells.
 DETCORE_HOST_DEVICE SppSpan spp_pool_bin(const SppAxis& axis, int64_t index, int64_t bins, int64_t extent) {
