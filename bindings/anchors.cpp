@@ -9,8 +9,8 @@ namespace detcore::bindings {
 void bind_anchors(py::module_& m) {
   m.def(
       "make_anchors",
-      [](const std::vector<double>& sizes, const std::vector<double>& aspect_ratios, int64_t stride_h,
-         int64_t stride_w, py::handle out, std::uintptr_t stream) {
+      [](const std::vector<double>& sizes, const std::vector<double>& aspect_ratios, int64_t stride_h, int64_t stride_w,
+         py::handle out, std::uintptr_t stream) {
         const MakeAnchorsParams params{sizes, aspect_ratios, stride_h, stride_w};
         TensorArg o(out, "out", true);
         py::gil_scoped_release no_gil;

@@ -27,15 +27,14 @@ void bind_box_coding(py::module_& m) {
         py::gil_scoped_release no_gil;
         detcore::decode_boxes(params, d, b, o, reinterpret_cast<Stream>(stream));
       },
-      py::arg("weights"), py::arg("clamp"), py::arg("deltas"), py::arg("boxes"), py::arg("out"),
-      py::arg("stream") = 0);
+      py::arg("weights"), py::arg("clamp"), py::arg("deltas"), py::arg("boxes"), py::arg("out"), py::arg("stream") = 0);
   m.def(
       "decode_boxes_backward",
       [](const std::array<double, 4>& weights, double clamp, py::handle grad_out, py::handle deltas, py::handle boxes,
          py::handle grad_deltas, py::handle grad_boxes, std::uintptr_t stream) {
         const BoxCodingParams params{weights, clamp};
-        TensorArg g(grad_out, "grad_out"), d(deltas, "deltas"), b(boxes, "boxes"),
-            gd(grad_deltas, "grad_deltas", true), gb(grad_boxes, "grad_boxes", true);
+        TensorArg g(grad_out, "grad_out"), d(deltas, "deltas"), b(boxes, "boxes"), gd(grad_deltas, "grad_deltas", true),
+            gb(grad_boxes, "grad_boxes", true);
         py::gil_scoped_release no_gil;
         detcore::decode_boxes_backward(params, g, d, b, gd, gb, reinterpret_cast<Stream>(stream));
       },

@@ -37,18 +37,18 @@ void bind_focal_loss(py::module_& m) {
         detcore::sigmoid_focal_loss(params, x, t, l, g ? &g->ref() : nullptr, w ? &w->ref() : nullptr,
                                     reinterpret_cast<Stream>(stream));
       },
-      py::arg("alpha"), py::arg("gamma"), py::arg("reduction"), py::arg("inputs"), py::arg("targets"),
-      py::arg("loss"), py::arg("grad"), py::arg("workspace"), py::arg("stream") = 0,
+      py::arg("alpha"), py::arg("gamma"), py::arg("reduction"), py::arg("inputs"), py::arg("targets"), py::arg("loss"),
+      py::arg("grad"), py::arg("workspace"), py::arg("stream") = 0,
       "Sigmoid focal loss into `loss` and, unless None, its gradient into `grad`.");
   m.def(
       "sigmoid_focal_loss_workspace_bytes",
-      [](const std::string& device, const std::string& dtype, double alpha, double gamma,
-         const std::string& reduction, int64_t numel) {
+      [](const std::string& device, const std::string& dtype, double alpha, double gamma, const std::string& reduction,
+         int64_t numel) {
         return detcore::sigmoid_focal_loss_workspace_bytes(make_params(alpha, gamma, reduction),
                                                            device_from_name(device), dtype_from_name(dtype), numel);
       },
-      py::arg("device"), py::arg("dtype"), py::arg("alpha"), py::arg("gamma"), py::arg("reduction"),
-      py::arg("numel"), "Bytes of workspace sigmoid_focal_loss needs for `numel` logits.");
+      py::arg("device"), py::arg("dtype"), py::arg("alpha"), py::arg("gamma"), py::arg("reduction"), py::arg("numel"),
+      "Bytes of workspace sigmoid_focal_loss needs for `numel` logits.");
 }
 
 }  // namespace detcore::bindings

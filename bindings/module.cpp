@@ -15,11 +15,14 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "detcore native operators";
   register_exceptions(m);
   m.def("num_threads", &detcore::num_threads, "Threads used by the CPU kernels.");
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw detcore::ValueError("n: expected a positive number of threads, got " + std::to_string(n));
-    py::gil_scoped_release no_gil;
-    return detcore::set_num_threads(n);
-  }, py::arg("n"), "Sets the number of threads used by the CPU kernels; returns how many run.");
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw detcore::ValueError("n: expected a positive number of threads, got " + std::to_string(n));
+        py::gil_scoped_release no_gil;
+        return detcore::set_num_threads(n);
+      },
+      py::arg("n"), "Sets the number of threads used by the CPU kernels; returns how many run.");
   m.def("thread_pool_failure", &detcore::thread_pool_failure,
         "Why the CPU thread pool runs fewer threads than asked for, or ''.");
 #ifdef DETCORE_WITH_CUDA

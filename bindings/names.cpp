@@ -27,8 +27,10 @@ DType dtype_from_name(const std::string& name) {
                   DType::UInt8, DType::Bool}) {
     if (name == dtype_name(d)) return d;
   }
-  throw_type_error("dtype: expected the name of a dtype (float16, bfloat16, float32, float64, int32, int64, uint8 "
-                   "or bool), got '", name, "'");
+  throw_type_error(
+      "dtype: expected the name of a dtype (float16, bfloat16, float32, float64, int32, int64, uint8 "
+      "or bool), got '",
+      name, "'");
 }
 
 }  // namespace detcore::bindings

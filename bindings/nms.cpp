@@ -9,8 +9,8 @@ void bind_nms(py::module_& m) {
   m.def(
       "nms_workspace_bytes",
       [](const std::string& device, const std::string& dtype, double iou_threshold, int64_t num_boxes) {
-        return detcore::nms_workspace_bytes(NmsParams{iou_threshold}, device_from_name(device),
-                                            dtype_from_name(dtype), num_boxes);
+        return detcore::nms_workspace_bytes(NmsParams{iou_threshold}, device_from_name(device), dtype_from_name(dtype),
+                                            num_boxes);
       },
       py::arg("device"), py::arg("dtype"), py::arg("iou_threshold"), py::arg("num_boxes"),
       "Bytes of workspace nms and batched_nms need for num_boxes boxes.");

@@ -36,11 +36,11 @@ void bind_roi_align(py::module_& m) {
         const auto params =
             make_params(pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned, deterministic);
         return detcore::roi_align_backward_workspace_bytes(params, device_from_name(device), dtype_from_name(dtype),
-                                                          grad_input_numel);
+                                                           grad_input_numel);
       },
-      py::arg("device"), py::arg("dtype"), py::arg("pooled_height"), py::arg("pooled_width"),
-      py::arg("spatial_scale"), py::arg("sampling_ratio"), py::arg("aligned"), py::arg("deterministic"),
-      py::arg("grad_input_numel"), "Bytes of workspace roi_align_backward needs.");
+      py::arg("device"), py::arg("dtype"), py::arg("pooled_height"), py::arg("pooled_width"), py::arg("spatial_scale"),
+      py::arg("sampling_ratio"), py::arg("aligned"), py::arg("deterministic"), py::arg("grad_input_numel"),
+      "Bytes of workspace roi_align_backward needs.");
 
   m.def(
       "roi_align_backward",

@@ -14,8 +14,8 @@ void bind_roi_pool(py::module_& m) {
         py::gil_scoped_release no_gil;
         detcore::roi_pool_forward(params, in, rois, o, am, reinterpret_cast<Stream>(stream));
       },
-      py::arg("pooled_height"), py::arg("pooled_width"), py::arg("spatial_scale"), py::arg("input"),
-      py::arg("boxes"), py::arg("out"), py::arg("argmax"), py::arg("stream") = 0);
+      py::arg("pooled_height"), py::arg("pooled_width"), py::arg("spatial_scale"), py::arg("input"), py::arg("boxes"),
+      py::arg("out"), py::arg("argmax"), py::arg("stream") = 0);
   m.def(
       "roi_pool_backward",
       [](int64_t pooled_height, int64_t pooled_width, bool deterministic, py::handle grad_out, py::handle boxes,

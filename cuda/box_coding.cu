@@ -75,8 +75,8 @@ void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxe
   check_launch("encode_boxes");
 }
 
-void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
-                  const TensorRef& out, Stream stream) {
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes, const TensorRef& out,
+                  Stream stream) {
   DeviceGuard guard(out);
   const int64_t n = deltas.size(0), k = deltas.size(1) / 4;
   DETCORE_DISPATCH_CUDA_FLOATING(out.dtype, "decode_boxes", [&] {

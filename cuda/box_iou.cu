@@ -23,8 +23,8 @@ __global__ void box_iou_kernel(const T* __restrict__ boxes1, const T* __restrict
 
 // Integer boxes (int32 / int64) into a float32 out.
 template <typename S>
-__global__ void integer_box_iou_kernel(const S* __restrict__ boxes1, const S* __restrict__ boxes2, int64_t n,
-                                       int64_t m, float* __restrict__ out) {
+__global__ void integer_box_iou_kernel(const S* __restrict__ boxes1, const S* __restrict__ boxes2, int64_t n, int64_t m,
+                                       float* __restrict__ out) {
   for (const int64_t k : grid_stride_range(n * m)) {
     const int64_t i = k / m;
     const int64_t j = k - i * m;

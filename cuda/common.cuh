@@ -64,10 +64,10 @@ using acc_t = typename Accumulate<T>::type;
 // Calls the lambda `...` with `scalar_t` bound to float, double, __half or
 // __nv_bfloat16 (the cases of the CPU dispatcher, plus the half types).
 #define DETCORE_DISPATCH_CUDA_FLOATING(dtype, op_name, ...)  \
-  switch (dtype) {                                         \
-    DETCORE_DTYPE_CASE(Float32, float, __VA_ARGS__)        \
-    DETCORE_DTYPE_CASE(Float64, double, __VA_ARGS__)       \
-    DETCORE_DTYPE_CASE(Float16, __half, __VA_ARGS__)       \
+  switch (dtype) {                                           \
+    DETCORE_DTYPE_CASE(Float32, float, __VA_ARGS__)          \
+    DETCORE_DTYPE_CASE(Float64, double, __VA_ARGS__)         \
+    DETCORE_DTYPE_CASE(Float16, __half, __VA_ARGS__)         \
     DETCORE_DTYPE_CASE(BFloat16, __nv_bfloat16, __VA_ARGS__) \
-    DETCORE_DTYPE_UNSUPPORTED(dtype, op_name)              \
+    DETCORE_DTYPE_UNSUPPORTED(dtype, op_name)                \
   }

@@ -165,8 +165,8 @@ void launch(const FocalLossArgs& args, cudaStream_t stream) {
     check_launch("sigmoid_focal_loss");
   }
   if (reduce) {
-    finish_reduction_kernel<T><<<1, kFinalThreads, 0, stream>>>(partials, n > 0 ? int(blocks) : 0, shape,
-                                                                 ws.valid_rows, args.labels, args.loss.ptr<T>());
+    finish_reduction_kernel<T><<<1, kFinalThreads, 0, stream>>>(partials, n > 0 ? int(blocks) : 0, shape, ws.valid_rows,
+                                                                args.labels, args.loss.ptr<T>());
     check_launch("sigmoid_focal_loss");
   }
 }

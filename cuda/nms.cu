@@ -38,10 +38,10 @@ struct Layout {
 template <typename Key>
 size_t sort_temp_bytes(int64_t n) {
   size_t bytes = 0;
-  check_cuda(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const Key*>(nullptr),
-                                             static_cast<Key*>(nullptr), static_cast<const int64_t*>(nullptr),
-                                             static_cast<int64_t*>(nullptr), n),
-             "nms: cub::DeviceRadixSort::SortPairs size query");
+  check_cuda(
+      cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const Key*>(nullptr), static_cast<Key*>(nullptr),
+                                      static_cast<const int64_t*>(nullptr), static_cast<int64_t*>(nullptr), n),
+      "nms: cub::DeviceRadixSort::SortPairs size query");
   return bytes;
 }
 
@@ -125,9 +125,8 @@ __global__ void mask_kernel(const math::Box<A>* __restrict__ sorted, const A* __
 }
 
 __global__ void __launch_bounds__(kReduceThreads)
-    reduce_kernel(const uint64_t* __restrict__ mask, const int64_t* __restrict__ order, int64_t n,
-                  int64_t col_blocks, uint64_t* __restrict__ removed, int64_t* __restrict__ keep,
-                  int64_t* __restrict__ count) {
+    reduce_kernel(const uint64_t* __restrict__ mask, const int64_t* __restrict__ order, int64_t n, int64_t col_blocks,
+                  uint64_t* __restrict__ removed, int64_t* __restrict__ keep, int64_t* __restrict__ count) {
   __shared__ uint64_t diagonal[kMaskBits];
   __shared__ uint64_t kept_rows;
   __shared__ int64_t num_kept;
@@ -193,15 +192,15 @@ int64_t run_nms(const TensorRef& boxes, const TensorRef& scores, const TensorRef
   sort_keys_kernel<<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(scores.ptr<const T>(), n, keys_in, order_in);
   check_launch("nms: sort keys");
   size_t temp_bytes = l.sort_temp_bytes;
-  check_cuda(cub::DeviceRadixSort::SortPairs(base + l.sort_temp, temp_bytes, keys_in, keys_out, order_in, order, n,
-                                             0, static_cast<int>(8 * sizeof(Key)), stream),
+  check_cuda(cub::DeviceRadixSort::SortPairs(base + l.sort_temp, temp_bytes, keys_in, keys_out, order_in, order, n, 0,
+                                             static_cast<int>(8 * sizeof(Key)), stream),
              "nms: cub::DeviceRadixSort::SortPairs");
   gather_kernel<<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
       boxes.ptr<const T>(), idxs != nullptr ? idxs->ptr<const int64_t>() : nullptr, order, n, sorted, areas, classes);
   check_launch("nms: gather");
   const dim3 grid(static_cast<unsigned int>(col_blocks), static_cast<unsigned int>(col_blocks));
   mask_kernel<A><<<grid, kMaskBits, 0, stream>>>(sorted, areas, classes, n, col_blocks,
-                                                  math::nms_threshold_in<A>(iou_threshold), mask);
+                                                 math::nms_threshold_in<A>(iou_threshold), mask);
   check_launch("nms: mask");
   reduce_kernel<<<1, kReduceThreads, 0, stream>>>(mask, order, n, col_blocks, removed, keep.ptr<int64_t>(),
                                                   device_count);

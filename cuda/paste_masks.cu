@@ -61,8 +61,8 @@ void launch(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out
 
 }  // namespace
 
-void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
-                 const TensorRef& out, Stream stream) {
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
+                 Stream stream) {
   const std::optional<double>& threshold = params.threshold;
   DeviceGuard guard(masks);
   DETCORE_DISPATCH_CUDA_FLOATING(masks.dtype, "paste_masks", [&] {

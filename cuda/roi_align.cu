@@ -56,8 +56,8 @@ __device__ __forceinline__ OutputPosition output_position(int64_t idx, const Sha
 }
 
 template <typename T>
-__global__ void forward_kernel(const T* __restrict__ input, const T* __restrict__ boxes, T* __restrict__ out,
-                               Shape s, Sampling p) {
+__global__ void forward_kernel(const T* __restrict__ input, const T* __restrict__ boxes, T* __restrict__ out, Shape s,
+                               Sampling p) {
   using A = acc_t<T>;
   const int64_t total = s.num_rois * s.channels * s.pooled_h * s.pooled_w;
   for (const int64_t idx : grid_stride_range(total)) {
@@ -72,14 +72,14 @@ __global__ void forward_kernel(const T* __restrict__ input, const T* __restrict_
       const SampleRange rx = math::sample_range(g.start_x, g.bin_w, bx, g.grid_w, -1.0, double(s.width));
       A sum = A(0);
       for (int64_t iy = ry.begin; iy < ry.end; ++iy) {
-        const AxisSample<A> y = math::axis_sample(math::sample_coordinate(g.start_y, g.bin_h, by, iy, g.grid_h),
-                                                  s.height);
+        const AxisSample<A> y =
+            math::axis_sample(math::sample_coordinate(g.start_y, g.bin_h, by, iy, g.grid_h), s.height);
         if (!y.valid) continue;
         const T* row_lo = plane + y.lo * s.width;
         const T* row_hi = plane + y.hi * s.width;
         for (int64_t ix = rx.begin; ix < rx.end; ++ix) {
-          const AxisSample<A> x = math::axis_sample(
-              math::sample_coordinate(g.start_x, g.bin_w, bx, ix, g.grid_w), s.width);
+          const AxisSample<A> x =
+              math::axis_sample(math::sample_coordinate(g.start_x, g.bin_w, bx, ix, g.grid_w), s.width);
           if (!x.valid) continue;
           sum += y.w_lo * (x.w_lo * static_cast<A>(row_lo[x.lo]) + x.w_hi * static_cast<A>(row_lo[x.hi])) +
                  y.w_hi * (x.w_lo * static_cast<A>(row_hi[x.lo]) + x.w_hi * static_cast<A>(row_hi[x.hi]));
@@ -136,9 +136,9 @@ __global__ void convert_kernel(const float* __restrict__ from, T* __restrict__ t
 
 // --- deterministic gather ------------------------------------------------------------------
 
-constexpr int kTile = 16;                         // a block covers kTile x kTile pixels
-constexpr int kGatherThreads = kTile * kTile;     // one thread per pixel of the tile
-constexpr int kChannelsPerBlock = 8;              // accumulators per thread
+constexpr int kTile = 16;                      // a block covers kTile x kTile pixels
+constexpr int kGatherThreads = kTile * kTile;  // one thread per pixel of the tile
+constexpr int kChannelsPerBlock = 8;           // accumulators per thread
 constexpr int kWarps = kGatherThreads / 32;
 
 // The weight with which the sample (lo, hi, w_lo, w_hi) reaches `pixel`.
@@ -159,16 +159,20 @@ __device__ void touched_span(double lo, double hi, int64_t size, int64_t* first,
     hi = t;
   }
   const double f = floor(lo) - 1.0, l = floor(hi) + 2.0;
-  if (l < 0.0) *last = -1;                            // entirely above / left of the map
-  else if (l < double(size - 1)) *last = int64_t(l);
-  if (f > double(size - 1)) *first = size;            // entirely below / right of the map
-  else if (f > 0.0) *first = int64_t(f);
+  if (l < 0.0)
+    *last = -1;  // entirely above / left of the map
+  else if (l < double(size - 1))
+    *last = int64_t(l);
+  if (f > double(size - 1))
+    *first = size;  // entirely below / right of the map
+  else if (f > 0.0)
+    *first = int64_t(f);
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kGatherThreads)
-    backward_gather_kernel(const T* __restrict__ grad_output, const T* __restrict__ boxes,
-                           T* __restrict__ grad_input, Shape s, Sampling p) {
+    backward_gather_kernel(const T* __restrict__ grad_output, const T* __restrict__ boxes, T* __restrict__ grad_input,
+                           Shape s, Sampling p) {
   using A = acc_t<T>;
   __shared__ RoIAlignGeometry<A> roi_geometry[kGatherThreads];
   __shared__ int64_t roi_index[kGatherThreads];
@@ -192,8 +196,10 @@ __global__ void __launch_bounds__(kGatherThreads)
     const int64_t tile_x0 = tx * kTile, tile_x1 = min(tile_x0 + kTile, s.width) - 1;
     const int64_t tile_y0 = ty * kTile, tile_y1 = min(tile_y0 + kTile, s.height) - 1;
     // Pixel windows that samples reaching this pixel lie in (see sample_range).
-    const double y_lower = py == 0 ? -1.0 : double(py - 1), y_upper = py == s.height - 1 ? double(s.height) : double(py + 1);
-    const double x_lower = px == 0 ? -1.0 : double(px - 1), x_upper = px == s.width - 1 ? double(s.width) : double(px + 1);
+    const double y_lower = py == 0 ? -1.0 : double(py - 1),
+                 y_upper = py == s.height - 1 ? double(s.height) : double(py + 1);
+    const double x_lower = px == 0 ? -1.0 : double(px - 1),
+                 x_upper = px == s.width - 1 ? double(s.width) : double(px + 1);
 
     A acc[kChannelsPerBlock];
     for (int i = 0; i < kChannelsPerBlock; ++i) acc[i] = A(0);
@@ -239,8 +245,7 @@ __global__ void __launch_bounds__(kGatherThreads)
                 const SampleRange rx = math::sample_range(r.start_x, r.bin_w, bx, r.grid_w, x_lower, x_upper);
                 for (int64_t ix = rx.begin; ix < rx.end; ++ix) {
                   const A wx = weight_at(
-                      math::axis_sample(math::sample_coordinate(r.start_x, r.bin_w, bx, ix, r.grid_w), s.width),
-                      px);
+                      math::axis_sample(math::sample_coordinate(r.start_x, r.bin_w, bx, ix, r.grid_w), s.width), px);
                   if (wx == A(0)) continue;
                   const A w = wy * wx / r.count;
                   const T* g_bin = grad + by * s.pooled_w + bx;
@@ -268,7 +273,7 @@ __global__ void __launch_bounds__(kGatherThreads)
 }
 
 Shape shape_of(const TensorRef& features, const TensorRef& boxes, const RoIAlignParams& params) {
-  return Shape{boxes.size(0),    features.size(0), features.size(1),     features.size(2),
+  return Shape{boxes.size(0),    features.size(0),     features.size(1),   features.size(2),
                features.size(3), params.pooled_height, params.pooled_width};
 }
 

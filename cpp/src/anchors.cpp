@@ -47,8 +47,8 @@ void make_anchors(const MakeAnchorsParams& params, const TensorRef& out, Stream 
     chunk.count = static_cast<int>(std::min<int64_t>(CellAnchorChunk::kCapacity, num_anchors - first));
     for (int j = 0; j < chunk.count; ++j) {
       const int64_t a = first + j;
-      chunk.cells[j] = math::cell_anchor(static_cast<float>(sizes[a % num_sizes]),
-                                         static_cast<float>(aspect_ratios[a / num_sizes]));
+      chunk.cells[j] =
+          math::cell_anchor(static_cast<float>(sizes[a % num_sizes]), static_cast<float>(aspect_ratios[a / num_sizes]));
     }
     DETCORE_DEVICE_DISPATCH(out, "make_anchors", cpu::make_anchors(chunk, stride_h, stride_w, out),
                             cuda::make_anchors(chunk, stride_h, stride_w, out, stream));

@@ -66,8 +66,8 @@ void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxe
                           cuda::encode_boxes(params, reference_boxes, proposals, out, stream));
 }
 
-void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
-                  const TensorRef& out, Stream stream) {
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes, const TensorRef& out,
+                  Stream stream) {
   check_weights(params.weights);
   check_clamp(params.clamp);
   check_deltas_and_boxes(deltas, boxes);

@@ -7,8 +7,7 @@ namespace detcore::check {
 
 void ndim(const TensorRef& t, const char* name, int expected, const char* layout) {
   if (t.ndim != expected) {
-    throw_value_error(name, ": expected a ", expected, "-D array of shape ", layout, ", got shape ",
-                      t.shape_string());
+    throw_value_error(name, ": expected a ", expected, "-D array of shape ", layout, ", got shape ", t.shape_string());
   }
 }
 

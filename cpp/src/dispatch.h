@@ -7,7 +7,7 @@
 // One case of a dtype switch: runs the lambda `...` with `scalar_t` bound to
 // `type`. The CPU and the CUDA dispatchers are both made of these cases.
 #define DETCORE_DTYPE_CASE(enum_value, type, ...) \
-  case ::detcore::DType::enum_value: {           \
+  case ::detcore::DType::enum_value: {            \
     using scalar_t = type;                        \
     __VA_ARGS__();                                \
     break;                                        \
@@ -15,8 +15,7 @@
 
 // The default of a dtype switch.
 #define DETCORE_DTYPE_UNSUPPORTED(dtype, op_name) \
-  default:                                        \
-    ::detcore::throw_type_error(op_name, ": unsupported dtype ", ::detcore::dtype_name(dtype));
+  default: ::detcore::throw_type_error(op_name, ": unsupported dtype ", ::detcore::dtype_name(dtype));
 
 // Calls the lambda `...` with `scalar_t` bound to the C++ type of `dtype`:
 // float or double (the CPU kernels; float16 and bfloat16 reach them widened

@@ -8,8 +8,8 @@
 
 namespace detcore {
 
-void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
-                 const TensorRef& out, Stream stream) {
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
+                 Stream stream) {
   const std::optional<double>& threshold = params.threshold;
   check::ndim(masks, "masks", 3, "(N, Mh, Mw)");
   check::floating(masks, "masks");

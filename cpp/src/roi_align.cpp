@@ -15,8 +15,8 @@ constexpr const char* kBoxesLayout = "(K, 5) [batch_index, x1, y1, x2, y2]";
 
 void check_params(const RoIAlignParams& p) {
   if (p.pooled_height <= 0 || p.pooled_width <= 0) {
-    throw_value_error("output_size: expected positive (height, width), got (", p.pooled_height, ", ",
-                      p.pooled_width, ")");
+    throw_value_error("output_size: expected positive (height, width), got (", p.pooled_height, ", ", p.pooled_width,
+                      ")");
   }
   if (!(p.spatial_scale > 0.0) || !std::isfinite(p.spatial_scale)) {
     throw_value_error("spatial_scale: expected a finite number > 0, got ", p.spatial_scale);
@@ -35,8 +35,8 @@ void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
   for (int64_t k = 0; k < boxes.size(0); ++k) {
     const double index = cpu::floating_element(boxes, 5 * k);
     if (math::roi_batch_index(index, batch_size) < 0) {
-      throw_value_error("boxes: expected the batch index (column 0) to be an integer in [0, ", batch_size,
-                        "), got ", index, " in row ", k);
+      throw_value_error("boxes: expected the batch index (column 0) to be an integer in [0, ", batch_size, "), got ",
+                        index, " in row ", k);
     }
   }
 }

@@ -23,8 +23,7 @@ const char* dtype_name(DType dtype);
 std::string device_name(Device device);
 int64_t dtype_size(DType dtype);
 inline bool is_floating(DType dtype) {
-  return dtype == DType::Float16 || dtype == DType::BFloat16 || dtype == DType::Float32 ||
-         dtype == DType::Float64;
+  return dtype == DType::Float16 || dtype == DType::BFloat16 || dtype == DType::Float32 || dtype == DType::Float64;
 }
 
 struct TensorRef {

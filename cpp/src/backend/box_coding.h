@@ -8,8 +8,7 @@
 namespace detcore::cpu {
 void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxes, const TensorRef& proposals,
                   const TensorRef& out);
-void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
-                  const TensorRef& out);
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes, const TensorRef& out);
 void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_out, const TensorRef& deltas,
                            const TensorRef& boxes, const TensorRef& grad_deltas, const TensorRef& grad_boxes);
 }  // namespace detcore::cpu
@@ -17,8 +16,8 @@ void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_
 namespace detcore::cuda {
 void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxes, const TensorRef& proposals,
                   const TensorRef& out, Stream stream);
-void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
-                  const TensorRef& out, Stream stream);
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes, const TensorRef& out,
+                  Stream stream);
 void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_out, const TensorRef& deltas,
                            const TensorRef& boxes, const TensorRef& grad_deltas, const TensorRef& grad_boxes,
                            Stream stream);

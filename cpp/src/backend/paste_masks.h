@@ -7,12 +7,11 @@
 
 namespace detcore::cpu {
 // params.out_holds_zeros: skip the pixels outside the boxes where they would get 0.
-void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
-                 const TensorRef& out);
-}
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes, const TensorRef& out);
+}  // namespace detcore::cpu
 
 namespace detcore::cuda {
 // Writes every pixel of out (params.out_holds_zeros is not used).
-void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
-                 const TensorRef& out, Stream stream);
-}
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
+                 Stream stream);
+}  // namespace detcore::cuda

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
+#include "cpu/float_staging.h"
 #include "detcore/math/box_coding.h"
 #include "detcore/parallel.h"
-#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -99,7 +99,7 @@ void decode_boxes_backward(const BoxCodingParams& params, const TensorRef& grad_
   if (is_half(deltas.dtype)) {
     FloatStaging staging;
     cpu::decode_boxes_backward(params, staging.input(grad_out), staging.input(deltas), staging.input(boxes),
-                          staging.output(grad_deltas), staging.output(grad_boxes));
+                               staging.output(grad_deltas), staging.output(grad_boxes));
     staging.finish();
     return;
   }

@@ -4,8 +4,8 @@
 
 #include "cpu/float_staging.h"
 #include "detcore/math/box.h"
-#include "detcore/parallel.h"
 #include "detcore/math/ceil_div.h"
+#include "detcore/parallel.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {

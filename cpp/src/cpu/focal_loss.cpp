@@ -13,9 +13,9 @@
 
 #include "backend/focal_loss.h"
 #include "detcore/errors.h"
+#include "detcore/math/ceil_div.h"
 #include "detcore/math/focal_loss.h"
 #include "detcore/parallel.h"
-#include "detcore/math/ceil_div.h"
 #include "dispatch.h"
 #include "simd_clones.h"
 
@@ -40,8 +40,8 @@ struct Outputs {
 // writes them at out.loss / out.grad offset by `offset` and returns their sum
 // when kReduce.
 template <typename T, GammaKind G, bool kGrad, bool kReduce>
-DETCORE_SIMD_CLONES double focal_span(const T* x, const T* t, int64_t offset, int64_t n, const math::FocalParams<T>& params,
-                  const Outputs<T>& out) {
+DETCORE_SIMD_CLONES double focal_span(const T* x, const T* t, int64_t offset, int64_t n,
+                                      const math::FocalParams<T>& params, const Outputs<T>& out) {
   T* loss = kReduce ? nullptr : out.loss + offset;
   T* grad = kGrad ? out.grad + offset : nullptr;
   double lanes[kLanes] = {};

@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "backend/nms.h"
+#include "cpu/float_staging.h"
 #include "detcore/math/nms.h"
 #include "detcore/parallel.h"
-#include "cpu/float_staging.h"
 #include "dispatch.h"
 #include "radix_sort.h"
 #include "simd_clones.h"
@@ -28,9 +28,9 @@
 namespace detcore::cpu {
 namespace {
 
-constexpr int64_t kBlock = 128;          // boxes resolved serially at a time
-constexpr int64_t kTile = 1024;          // boxes of the tail kept in L1 while the block's kept boxes scan them
-constexpr int64_t kSmallRun = 4096;      // runs up to this long are spread over threads whole
+constexpr int64_t kBlock = 128;      // boxes resolved serially at a time
+constexpr int64_t kTile = 1024;      // boxes of the tail kept in L1 while the block's kept boxes scan them
+constexpr int64_t kSmallRun = 4096;  // runs up to this long are spread over threads whole
 constexpr int64_t kAlign = 64;
 constexpr int64_t kWorkspaceArrays = 12;  // see Workspace below
 
@@ -140,8 +140,8 @@ void nms_runs(const SortedBoxes<T>& s, const std::vector<int64_t>& starts, T thr
 }
 
 template <typename T>
-int64_t nms_kernel(const T* boxes, const T* scores, const int64_t* idxs, int64_t n, double iou_threshold,
-                   int64_t* keep, void* workspace) {
+int64_t nms_kernel(const T* boxes, const T* scores, const int64_t* idxs, int64_t n, double iou_threshold, int64_t* keep,
+                   void* workspace) {
   using Key = std::conditional_t<std::is_same_v<T, float>, uint32_t, uint64_t>;
   Carver carve(workspace, n);
   // The 12 arrays of kWorkspaceArrays; the class-key arrays reuse the score-key ones.

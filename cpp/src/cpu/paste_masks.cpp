@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/float_staging.h"
 #include "detcore/math/paste_masks.h"
 #include "detcore/parallel.h"
-#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -61,8 +61,7 @@ class MaskCursor {
   // Writes the covered columns [x_begin, x_end) of image row y (covered).
   template <typename Store>
   void paste_row(int64_t y, typename Store::out_t* out_row, const Store& store) {
-    const auto ty = math::linear_tap(math::resize_scale<T>(mh_ + 2, win_.height), y - win_.top, mh_ + 2,
-                                     win_.height);
+    const auto ty = math::linear_tap(math::resize_scale<T>(mh_ + 2, win_.height), y - win_.top, mh_ + 2, win_.height);
     const int64_t covered = win_.x_end - win_.x_begin;
     auto* out = out_row + win_.x_begin;
     if (separable_) {
@@ -104,8 +103,8 @@ class MaskCursor {
 // window get the outside value (unless out holds it already), covered pixels
 // the resized mask.
 template <typename T, typename Store>
-void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* boxes, int64_t image_h,
-                  int64_t image_w, typename Store::out_t* out, Store store, bool out_holds_zeros) {
+void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* boxes, int64_t image_h, int64_t image_w,
+                  typename Store::out_t* out, Store store, bool out_holds_zeros) {
   const auto outside = store.outside();
   const bool fill_outside = !(out_holds_zeros && outside == decltype(outside)(0));
   const int64_t grain = std::max<int64_t>(1, 16384 / image_w);
@@ -134,7 +133,7 @@ void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* bo
 // the threshold rounded to it (as `pasted > threshold` would, and as CUDA
 // does).
 static void paste_half_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
-                      const TensorRef& out) {
+                             const TensorRef& out) {
   FloatStaging staging;
   const TensorRef masks_f = staging.input(masks), boxes_f = staging.input(boxes);
   if (!params.threshold) {
@@ -159,8 +158,7 @@ static void paste_half_masks(const PasteMasksParams& params, const TensorRef& ma
   });
 }
 
-void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
-                 const TensorRef& out) {
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes, const TensorRef& out) {
   if (is_half(masks.dtype)) {
     paste_half_masks(params, masks, boxes, out);
     return;
@@ -176,8 +174,7 @@ void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const T
       paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<bool>(),
                    StoreAboveThreshold<scalar_t>{static_cast<scalar_t>(*threshold)}, out_holds_zeros);
     } else {
-      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<scalar_t>(), StoreValue<scalar_t>{},
-                   out_holds_zeros);
+      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<scalar_t>(), StoreValue<scalar_t>{}, out_holds_zeros);
     }
   });
 }

@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "backend/roi_align.h"
+#include "cpu/float_staging.h"
+#include "detcore/math/ceil_div.h"
 #include "detcore/math/roi_align.h"
 #include "detcore/parallel.h"
-#include "detcore/math/ceil_div.h"
-#include "cpu/float_staging.h"
 #include "dispatch.h"
 
 namespace detcore::cpu {
@@ -48,7 +48,7 @@ struct AxisPlan {
 template <typename T>
 struct Plan {
   AxisPlan<T> y, x;
-  std::vector<T> count;  // the divisor of each RoI's averages
+  std::vector<T> count;        // the divisor of each RoI's averages
   std::vector<int64_t> batch;  // the image of each RoI
 };
 
@@ -200,8 +200,8 @@ void forward_kernel(const T* input, const T* boxes, T* out, int64_t num_rois, in
 // Adds the gradient of RoI k (`Channels` grad_output planes, grad_stride
 // apart) to `Channels` grad_input planes (plane_size apart).
 template <int Channels, typename T>
-void scatter_roi(T* planes, int64_t plane_size, const Plan<T>& plan, int64_t k, int64_t ph, int64_t pw,
-                 const T* grad, int64_t grad_stride) {
+void scatter_roi(T* planes, int64_t plane_size, const Plan<T>& plan, int64_t k, int64_t ph, int64_t pw, const T* grad,
+                 int64_t grad_stride) {
   const T count = plan.count[k];
   for (int64_t by = 0; by < ph; ++by) {
     const Tap<T>* y_first = plan.y.taps.data() + plan.y.first(k, ph, by);

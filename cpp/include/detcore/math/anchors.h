@@ -37,8 +37,7 @@ DETCORE_HOST_DEVICE Box<float> cell_anchor(float size, float aspect_ratio) {
   const float w_ratio = 1.0f / h_ratio;
   const float w = w_ratio * size;
   const float h = h_ratio * size;
-  return {round_half_even(-w / 2.0f), round_half_even(-h / 2.0f), round_half_even(w / 2.0f),
-          round_half_even(h / 2.0f)};
+  return {round_half_even(-w / 2.0f), round_half_even(-h / 2.0f), round_half_even(w / 2.0f), round_half_even(h / 2.0f)};
 }
 
 // Coordinate `shift + cell` in storage type T, summed in accumulation type A

@@ -63,8 +63,8 @@ DETCORE_HOST_DEVICE uint32_t bits_of(float f) {
 // exp(-87.3) ~ 1.2e-38, the smallest normal float, for smaller v (no
 // subnormals; a zero result would need a branch the compilers keep).
 DETCORE_HOST_DEVICE float exp_nonpositive(float v) {
-  constexpr float kMin = -87.3f;            // below: expf is subnormal; saturate
-  constexpr float kRound = 12582912.0f;     // 1.5 * 2^23: v + kRound rounds v to an integer
+  constexpr float kMin = -87.3f;         // below: expf is subnormal; saturate
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: v + kRound rounds v to an integer
   // max(v, kMin) on the bits: for v <= 0 a larger magnitude has larger
   // (signed) bits. Written as a mask, not a select, so compilers keep the loop
   // branch-free (a select of the constant gets threaded into a branch). NaN
@@ -153,7 +153,7 @@ DETCORE_HOST_DEVICE double pow_of_unit(double b, double e) { return pow(b, e); }
 enum class GammaKind { Zero, One, Two, Other };
 
 DETCORE_HOST_DEVICE GammaKind gamma_kind(double gamma) {
-  return gamma == 0.0 ? GammaKind::Zero
+  return gamma == 0.0   ? GammaKind::Zero
          : gamma == 1.0 ? GammaKind::One
          : gamma == 2.0 ? GammaKind::Two
                         : GammaKind::Other;
@@ -170,8 +170,7 @@ struct FocalParams {
 template <typename T>
 DETCORE_HOST_DEVICE FocalParams<T> make_focal_params(double alpha, double gamma) {
   const bool weighted = alpha >= 0.0;
-  return {static_cast<T>(weighted ? alpha : 1.0), static_cast<T>(weighted ? 1.0 - alpha : 1.0),
-          static_cast<T>(gamma)};
+  return {static_cast<T>(weighted ? alpha : 1.0), static_cast<T>(weighted ? 1.0 - alpha : 1.0), static_cast<T>(gamma)};
 }
 
 template <typename T>
@@ -204,7 +203,7 @@ DETCORE_HOST_DEVICE T focal_modulation_slope(T m, T modulation, T gamma, T pq) {
 // gamma_kind(params.gamma).
 template <GammaKind G, bool kWithGrad, typename T>
 DETCORE_HOST_DEVICE FocalTerm<T> sigmoid_focal_term(T x, T t, const FocalParams<T>& params) {
-  const T e = exp_neg_abs(x);      // exp(-|x|) in [0, 1]
+  const T e = exp_neg_abs(x);       // exp(-|x|) in [0, 1]
   const T big = T(1) / (T(1) + e);  // sigmoid(|x|)
   const T small = e * big;          // sigmoid(-|x|)
   const bool positive = x >= T(0);

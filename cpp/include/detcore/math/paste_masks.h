@@ -57,10 +57,10 @@ DETCORE_HOST_DEVICE T fused_mul_add(T a, T b, T c) {
 
 // Where one mask lands in the image.
 struct PasteWindow {
-  int64_t left = 0, top = 0;         // image pixel of resized mask pixel (0, 0)
-  int64_t width = 1, height = 1;     // size of the resized mask, >= 1
-  int64_t x_begin = 0, x_end = 0;    // covered image columns [x_begin, x_end)
-  int64_t y_begin = 0, y_end = 0;    // covered image rows [y_begin, y_end)
+  int64_t left = 0, top = 0;       // image pixel of resized mask pixel (0, 0)
+  int64_t width = 1, height = 1;   // size of the resized mask, >= 1
+  int64_t x_begin = 0, x_end = 0;  // covered image columns [x_begin, x_end)
+  int64_t y_begin = 0, y_end = 0;  // covered image rows [y_begin, y_end)
 
   DETCORE_HOST_DEVICE bool covers(int64_t y, int64_t x) const {
     return y >= y_begin && y < y_end && x >= x_begin && x < x_end;
@@ -176,8 +176,8 @@ template <typename A, typename S>
 DETCORE_HOST_DEVICE A resized_pixel(const S* mask, int64_t mh, int64_t mw, const LinearTap<A>& ty,
                                     const LinearTap<A>& tx, bool separable) {
   if (separable) {
-    return resize_along_height(resize_along_width(mask, mh, mw, ty.i0, tx),
-                               resize_along_width(mask, mh, mw, ty.i1, tx), ty);
+    return resize_along_height(resize_along_width(mask, mh, mw, ty.i0, tx), resize_along_width(mask, mh, mw, ty.i1, tx),
+                               ty);
   }
   const A v00 = padded_pixel<A>(mask, mh, mw, ty.i0, tx.i0);
   const A v01 = padded_pixel<A>(mask, mh, mw, ty.i0, tx.i1);

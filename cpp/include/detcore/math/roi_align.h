@@ -38,10 +38,10 @@ constexpr int64_t kMaxRoIAlignGrid = 128;
 
 template <typename T>
 struct RoIAlignGeometry {
-  T start_y, start_x;    // the RoI's top-left corner on the feature map
-  T bin_h, bin_w;        // size of one output bin
+  T start_y, start_x;      // the RoI's top-left corner on the feature map
+  T bin_h, bin_w;          // size of one output bin
   int64_t grid_h, grid_w;  // samples per bin along each axis (>= 0)
-  T count;               // the divisor of the average: max(grid_h * grid_w, 1)
+  T count;                 // the divisor of the average: max(grid_h * grid_w, 1)
 };
 
 template <typename T>
@@ -50,15 +50,14 @@ DETCORE_HOST_DEVICE int64_t adaptive_grid(T roi_size, int64_t pooled) {
   // NaN and sizes <= 0 give an empty grid; this comparison is false for NaN.
   if (!(samples > T(0))) return 0;
   if (!(samples < static_cast<T>(kMaxRoIAlignGrid))) return kMaxRoIAlignGrid;  // also +inf
-  const int64_t whole = static_cast<int64_t>(samples);  // ceil for positive values
+  const int64_t whole = static_cast<int64_t>(samples);                         // ceil for positive values
   return static_cast<T>(whole) < samples ? whole + 1 : whole;
 }
 
 // `roi` points at [x1, y1, x2, y2] (after the batch index), read as T.
 template <typename T, typename S>
 DETCORE_HOST_DEVICE RoIAlignGeometry<T> roi_align_geometry(const S* roi, T spatial_scale, bool aligned,
-                                                           int64_t pooled_h, int64_t pooled_w,
-                                                           int64_t sampling_ratio) {
+                                                           int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio) {
   const T offset = aligned ? T(0.5) : T(0);
   RoIAlignGeometry<T> g;
   g.start_x = static_cast<T>(roi[0]) * spatial_scale - offset;

@@ -23,8 +23,8 @@ void encode_boxes(const BoxCodingParams& params, const TensorRef& reference_boxe
 
 // deltas (N, 4 * K) against boxes (N, 4): out (N, 4 * K), box i decoded with
 // each of its K deltas. One floating dtype and device.
-void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes,
-                  const TensorRef& out, Stream stream = nullptr);
+void decode_boxes(const BoxCodingParams& params, const TensorRef& deltas, const TensorRef& boxes, const TensorRef& out,
+                  Stream stream = nullptr);
 
 // The gradient of decode_boxes: grad_out (N, 4 * K) in, grad_deltas
 // (N, 4 * K) and grad_boxes (N, 4) out (written, not accumulated).

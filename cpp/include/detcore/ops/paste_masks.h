@@ -23,7 +23,7 @@ struct PasteMasksParams {
 // masks (N, Mh, Mw) floating with Mh, Mw >= 1; boxes (N, 4) of the same dtype
 // and device; out (N, H, W) on that device: the masks' dtype, or bool with a
 // threshold.
-void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes,
-                 const TensorRef& out, Stream stream = nullptr);
+void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const TensorRef& boxes, const TensorRef& out,
+                 Stream stream = nullptr);
 
 }  // namespace detcore

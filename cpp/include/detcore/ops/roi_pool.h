@@ -8,8 +8,8 @@ namespace detcore {
 
 // Fast R-CNN RoI max pooling, as torchvision.ops.roi_pool.
 struct RoIPoolParams {
-  int64_t pooled_height = 1;  // positive
-  int64_t pooled_width = 1;   // positive
+  int64_t pooled_height = 1;   // positive
+  int64_t pooled_width = 1;    // positive
   double spatial_scale = 1.0;  // finite, > 0 (forward only)
   // Backward only. The CPU result is always deterministic. CUDA accumulates
   // with atomicAdd, or, when true, with one warp per input plane adding in a
@@ -25,8 +25,8 @@ struct RoIPoolParams {
 // comparison. On the CPU every batch index must be an integer in [0, N)
 // (ValueError otherwise); on CUDA an RoI with an invalid batch index outputs
 // zeros and argmax -1.
-void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes,
-                      const TensorRef& out, const TensorRef& argmax, Stream stream = nullptr);
+void roi_pool_forward(const RoIPoolParams& params, const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                      const TensorRef& argmax, Stream stream = nullptr);
 
 // Gradient of roi_pool_forward with respect to `input`: grad_input (N, C, H, W)
 // is overwritten with the sum of grad_out (K, C, PH, PW) over the bins whose

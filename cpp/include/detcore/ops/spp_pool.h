@@ -34,8 +34,8 @@ int64_t spp_pool_bins(const SppPoolParams& params);
 // never win a comparison. On the CPU every batch index must be an integer in
 // [0, N) (ValueError otherwise); on CUDA an RoI with an invalid batch index
 // outputs zeros and argmax -1.
-void spp_pool_forward(const SppPoolParams& params, const TensorRef& input, const TensorRef& boxes,
-                      const TensorRef& out, const TensorRef& argmax, Stream stream = nullptr);
+void spp_pool_forward(const SppPoolParams& params, const TensorRef& input, const TensorRef& boxes, const TensorRef& out,
+                      const TensorRef& argmax, Stream stream = nullptr);
 
 // Gradient with respect to `input`: grad_input (N, C, H, W) is overwritten
 // with the sum of grad_out (K, C * bins) over the bins whose argmax points at
