@@ -33,7 +33,7 @@ from ..models.classic.stages import train_box_regressors, train_svms
 from ..proposals import ProposalError
 from .checkpoint import latest_checkpoint, load_model_state, read_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .trainer import FINAL_CHECKPOINT, train
+from .trainer import FINAL_CHECKPOINT, METRICS_FILE, train
 
 STAGES = ("finetune", "features", "svm", "bbox_reg")
 
@@ -237,4 +237,5 @@ def train_stages(model, dataset, cfg: TrainConfig, output_dir: str, *, device="c
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     model.eval()
-    return summary
+    # the fine-tuning stage's losses, for the training curves
+    return {**summary, "metrics_file": os.path.join(ft_dir, METRICS_FILE)}

@@ -263,6 +263,7 @@ def run(args) -> int:
         from .progress import read_metrics
         from .visualize import plot_training_curves
 
-        plot_training_curves(read_metrics(os.path.join(args.output, METRICS_FILE)),
+        metrics_file = summary.get("metrics_file") or os.path.join(args.output, METRICS_FILE)
+        plot_training_curves(read_metrics(metrics_file),
                              os.path.join(args.output, "training_curves.png"), title=f"{run_settings.model} on {data}")
     return 0
