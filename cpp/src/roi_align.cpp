@@ -1,12 +1,10 @@
 #include "detcore/ops/roi_align.h"
 
-#include <cmath>
-
 #include "backend/roi_align.h"
 #include "checks.h"
-#include "cpu/float_staging.h"
 #include "detcore/math/roi_align.h"
 #include "dispatch.h"
+#include "rois_checks.h"
 
 namespace detcore {
 namespace {
@@ -18,26 +16,11 @@ void check_params(const RoIAlignParams& p) {
     throw_value_error("output_size: expected positive (height, width), got (", p.pooled_height, ", ", p.pooled_width,
                       ")");
   }
-  if (!(p.spatial_scale > 0.0) || !std::isfinite(p.spatial_scale)) {
-    throw_value_error("spatial_scale: expected a finite number > 0, got ", p.spatial_scale);
-  }
+  rois_checks::spatial_scale(p.spatial_scale);
   // The adaptive grid is capped at the same size, so no bin samples more.
   if (p.sampling_ratio > math::kMaxRoIAlignGrid) {
     throw_value_error("sampling_ratio: expected at most ", math::kMaxRoIAlignGrid, " samples per axis, got ",
                       p.sampling_ratio);
-  }
-}
-
-// The CPU kernels index images by the RoIs' batch indices: each must be an
-// integer in [0, batch_size) (NaN is neither). Read as double, which holds
-// every value of every floating dtype exactly.
-void check_batch_indices(const TensorRef& boxes, int64_t batch_size) {
-  for (int64_t k = 0; k < boxes.size(0); ++k) {
-    const double index = cpu::floating_element(boxes, 5 * k);
-    if (math::roi_batch_index(index, batch_size) < 0) {
-      throw_value_error("boxes: expected the batch index (column 0) to be an integer in [0, ", batch_size, "), got ",
-                        index, " in row ", k);
-    }
   }
 }
 
@@ -46,7 +29,7 @@ void check_boxes(const TensorRef& boxes, const TensorRef& like, const char* like
   check::same_dtype(like, like_name, boxes, "boxes");
   check::same_device(like, like_name, boxes, "boxes");
   check::data(boxes, "boxes");
-  if (!boxes.is_cuda()) check_batch_indices(boxes, batch_size);
+  if (!boxes.is_cuda()) rois_checks::batch_indices(boxes, batch_size);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Argument checks shared by the RoI pooling ops (roi_pool, spp_pool).
+// Argument checks shared by the RoI ops (roi_align, roi_pool, spp_pool).
 #pragma once
 
 #include <cmath>
