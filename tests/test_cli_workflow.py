@@ -174,7 +174,7 @@ def test_docs_name_no_machine_path_and_agree_on_the_demo_numbers():
     readme = open(os.path.join(ROOT, "README.md")).read()
     for text in (cli_md, readme):
         assert not re.search(r"(?<![\w.])/(work|home|root|Users)/", text)
-    pattern = r"box AP50 ([\d.]+),\s+box AP ([\d.]+),\s+mask AP ([\d.]+)"
+    pattern = r"box AP50\s+([\d.]+),\s+box AP\s+([\d.]+),\s+mask AP\s+([\d.]+)"
     assert re.search(pattern, cli_md).groups() == re.search(pattern, readme).groups()
 
 
