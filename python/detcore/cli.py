@@ -9,6 +9,7 @@
     detcore bench [--only nms,roi_align]
     detcore bench detectors [--preset cpu|vgg16] [--json PATH]   test-time table: R-CNN .. Faster R-CNN
     detcore proposals --data SPEC -o FILE [--method selective_search|rpn --checkpoint CKPT]
+    detcore reproduce NAME|all [--preset quick|small|paper] [--data SPEC] -o DIR   (--list: the experiments)
 
 Detectors that take external proposals (fast_rcnn_vgg16) need ``--proposals
 selective_search[:fast|quality[:MAX_BOXES]]`` or ``--proposals FILE`` in train, eval and predict.
@@ -135,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
 
+    p = sub.add_parser("reproduce", help="re-run an experiment of the line's papers; results beside the published")
+    p.add_argument("name", nargs="?", default=None, metavar="NAME", help="an experiment (see --list), or 'all'")
+    p.add_argument("--list", action="store_true", help="list the experiments and presets, and exit")
+    p.add_argument("--preset", default="small", help="quick, small (default) or paper")
+    p.add_argument("--data", default=None, help="dataset spec, as `detcore train --data` takes "
+                                                "(default: the preset's synthetic dataset)")
+    p.add_argument("--val-data", default=None, help="validation dataset spec (default: the test split of a VOC "
+                                                    "spec, the validation split of a synthetic one)")
+    p.add_argument("--weights", default=None, help="initial weights of the trained detectors (e.g. an ImageNet "
+                                                   "backbone in torchvision's format, for the paper preset)")
+    p.add_argument("--dry-run", action="store_true", help="print each experiment's plan (JSON) without running it")
+    _add_common(p)
+
     p = sub.add_parser("bench", help="the op benchmark table (benchmarks/bench_ops.py); `bench detectors`: the "
                                      "detectors' test-time table; `bench models`: whole detectors against torchvision")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of benchmarks/bench_ops.py")
@@ -188,7 +202,8 @@ def _is_user_error(e: Exception) -> bool:
     if isinstance(e, (UsageError, FileNotFoundError)):
         return True
     user_errors = [("detcore.data", "DatasetError"), ("detcore.engine.checkpoint", "CheckpointError"),
-                   ("detcore.engine.trainer", "TrainingSetupError"), ("detcore.proposals", "ProposalError")]
+                   ("detcore.engine.trainer", "TrainingSetupError"), ("detcore.proposals", "ProposalError"),
+                   ("detcore.engine.reproduce.base", "ReproduceError")]
     return any(isinstance(e, getattr(sys.modules[module], name)) for module, name in user_errors
                if module in sys.modules)
 
@@ -306,8 +321,16 @@ def cmd_export(args):
     return 0
 
 
+def cmd_reproduce(args):
+    if not args.list and not args.dry_run:
+        _prepare(args)
+    from detcore.engine.reproduce.command import run
+
+    return run(args)
+
+
 _COMMANDS = {"demo": cmd_demo, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "bench": cmd_bench,
-             "proposals": cmd_proposals, "export": cmd_export}
+             "proposals": cmd_proposals, "export": cmd_export, "reproduce": cmd_reproduce}
 
 
 if __name__ == "__main__":

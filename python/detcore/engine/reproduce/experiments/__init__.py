@@ -1,0 +1,1 @@
+"""One module per experiment, named as in ``detcore.engine.reproduce.base.ORDER``."""
