@@ -116,3 +116,35 @@ def test_imagenet_vgg16_loads_into_backbone_and_fc_head():
     models.load_torchvision_weights(model, sd)
     assert torch.equal(model.backbone.features[0].weight, sd["features.0.weight"])
     assert torch.equal(fc6.weight, sd["classifier.0.weight"]) and torch.equal(fc7.bias, sd["classifier.3.bias"])
+
+
+@pytest.mark.parametrize("name, tiny", [("rcnn_vgg16", dict(input_size=224)), ("sppnet_vgg16", {})])
+def test_imagenet_vgg16_file_initialises_rcnn_and_sppnet(tmp_path, name, tiny):
+    """`detcore train --weights vgg16.pth` for R-CNN (conv layers named
+    features.*) and SPP-net (whose pyramid makes fc6 another size than the
+    classifier's, so fc6 keeps its initialisation)."""
+    from detcore.engine.weights import load_initial_weights
+
+    settings = dict(base_width=8, representation_size=32, **tiny)
+    model = models.build(name, 4, **settings)
+    g = torch.Generator().manual_seed(3)
+    convs = [(i, m) for i, m in enumerate(models.build("fast_rcnn_vgg16", 4, base_width=8).backbone.features)
+             if isinstance(m, torch.nn.Conv2d)]
+    sd = {}
+    for i, conv in convs:
+        sd[f"features.{i}.weight"] = torch.rand(conv.weight.shape, generator=g)
+        sd[f"features.{i}.bias"] = torch.rand(conv.bias.shape, generator=g)
+    sd["classifier.0.weight"], sd["classifier.0.bias"] = torch.rand(32, 64 * 7 * 7, generator=g), torch.rand(32)
+    sd["classifier.3.weight"], sd["classifier.3.bias"] = torch.rand(32, 32, generator=g), torch.rand(32)
+    path = str(tmp_path / "vgg16.pth")
+    torch.save(sd, path)
+    fc6_before = model.head.fc6.weight.detach().clone()
+    message = load_initial_weights(model, path)
+    body = model.features if name == "rcnn_vgg16" else model.backbone.features
+    for i, _ in convs:
+        assert torch.equal(body[i].weight, sd[f"features.{i}.weight"]) and torch.equal(body[i].bias, sd[f"features.{i}.bias"])
+    assert torch.equal(model.head.fc7.weight, sd["classifier.3.weight"])
+    if name == "rcnn_vgg16":  # 224 -> a 7x7 pool5: the classifier's fc6 fits
+        assert torch.equal(model.head.fc6.weight, sd["classifier.0.weight"])
+    else:
+        assert torch.equal(model.head.fc6.weight, fc6_before) and "head.fc6 differ in size" in message

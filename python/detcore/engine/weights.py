@@ -50,16 +50,40 @@ def _state_dict_of(path: str) -> Tuple[dict, str]:
     return state, kind
 
 
+def _imagenet_vgg16_names(state: dict, own: dict) -> dict:
+    """An ImageNet VGG16's tensors under the names of the detector at hand:
+    R-CNN keeps its conv layers as ``features.*`` and R-CNN / SPP-net their
+    fc6/fc7 as ``head.fc*`` (Fast R-CNN's names are ``backbone.features.*``
+    and ``roi_heads.box_head.fc*``)."""
+    out = {}
+    for key, value in state.items():
+        if key not in own:
+            for old, new in (("backbone.", ""), ("roi_heads.box_head.", "head.")):
+                if key.startswith(old) and new + key[len(old):] in own:
+                    key = new + key[len(old):]
+                    break
+        out[key] = value
+    return out
+
+
+# an ImageNet classifier's fc6/fc7 fit a detector only when its pooled grid is 7x7 (SPP-net's
+# pyramid is not): other shapes keep their initialisation
+IMAGENET_FC = re.compile(r"(^|\.)fc[67]\.(weight|bias)$")
+
+
 def load_initial_weights(model: torch.nn.Module, path: str) -> str:
     """Loads ``path`` into ``model``; returns one line saying what was loaded and what was left out."""
     state, kind = _state_dict_of(path)
     own = model.state_dict()
+    if kind == "vgg16":
+        state = _imagenet_vgg16_names(state, own)
     unexpected = sorted(k for k in state if k not in own)
     skipped: List[str] = []
     mismatched = []
     for key in state:
         if key in own and tuple(state[key].shape) != tuple(own[key].shape):
-            (skipped if CLASS_SPECIFIC.search(key) else mismatched).append(key)
+            lenient = CLASS_SPECIFIC.search(key) or (kind == "vgg16" and IMAGENET_FC.search(key))
+            (skipped if lenient else mismatched).append(key)
     missing = sorted(k for k in own if k not in state)
     whole_model = kind in ("detcore", "detection")
     problems = []
@@ -88,6 +112,11 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> str:
         cls = [k for k in skipped if k.endswith("cls_score.weight")]
         detail = (f" (the checkpoint has {state[cls[0]].shape[0]} classes, the model {own[cls[0]].shape[0]})"
                   if cls else "")
-        message += (f"; the class-specific layers {', '.join(sorted({k.rsplit('.', 1)[0] for k in skipped}))} "
-                    f"differ in size{detail} and keep their initialisation")
+        by_class = sorted({k.rsplit('.', 1)[0] for k in skipped if CLASS_SPECIFIC.search(k)})
+        other = sorted({k.rsplit('.', 1)[0] for k in skipped if not CLASS_SPECIFIC.search(k)})
+        if by_class:
+            message += (f"; the class-specific layers {', '.join(by_class)} differ in size{detail} and keep their "
+                        f"initialisation")
+        if other:
+            message += f"; {', '.join(other)} differ in size from the ImageNet classifier's and keep their initialisation"
     return message

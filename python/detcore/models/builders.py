@@ -231,7 +231,7 @@ def _vgg16(
     num_classes, with_rpn, min_size=600, max_size=1000, base_width=64, trainable_stages=3, representation_size=4096,
     pooler="pool", sampling_ratio=2, aligned=False, bg_iou_lo=None, box_batch_size_per_image=512,
     rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, box_score_thresh=0.05, box_nms_thresh=0.3,
-    box_detections_per_img=100, dropout=0.5,
+    box_detections_per_img=100, dropout=0.5, svd_ranks=(),
 ):
     backbone = vgg16_body(base_width, trainable_stages)
     c = backbone.out_channels
@@ -244,7 +244,7 @@ def _vgg16(
         )
     heads = RoIHeads(
         RoIPooler(["c5"], [16], 7, pooler, sampling_ratio, aligned),
-        TwoFCHead(c * 7 * 7, representation_size, dropout),
+        TwoFCHead(c * 7 * 7, representation_size, dropout, svd_ranks),
         BoxPredictor(representation_size, num_classes),
         batch_size_per_image=box_batch_size_per_image,
         # Fast R-CNN: background IoU in [0.1, 0.5); Faster R-CNN: [0, 0.5)

@@ -33,6 +33,7 @@ MODEL_SETTING_HELP = {
     "box_nms_thresh": "per-class NMS IoU threshold of the detections",
     "box_detections_per_img": "at most this many detections per image",
     "dropout": "dropout of the fc6/fc7 head",
+    "svd_ranks": "test time: fc6/fc7 as truncated SVDs of these ranks, e.g. (1024, 256) (Fast R-CNN 3.1; () = off)",
     "mask_width": "channels of the mask head's convs",
     "mask_threshold": "mask probability threshold when pasting masks into the image",
     "num_keypoints": "keypoints per instance (detcore train takes it from the dataset)",

@@ -13,18 +13,67 @@ from ..layers import smooth_l1_loss
 
 
 class TwoFCHead(nn.Module):
-    """flatten -> fc6 -> relu -> fc7 -> relu (optional dropout, as VGG16's)."""
+    """flatten -> fc6 -> relu -> fc7 -> relu (optional dropout, as VGG16's).
 
-    def __init__(self, in_features: int, hidden: int = 1024, dropout: float = 0.0):
+    ``svd_ranks=(k6, k7)``: at test time (eval mode) fc6 and fc7 run as their
+    rank-k truncated SVD (Fast R-CNN, section 3.1; 0 leaves a layer whole).
+    Training and the state dict keep the full layers, so a checkpoint trained
+    without it evaluates with it; the factors are computed when the head is
+    switched to eval mode (outside any timed inference) and again whenever the
+    weights change."""
+
+    def __init__(self, in_features: int, hidden: int = 1024, dropout: float = 0.0, svd_ranks=()):
         super().__init__()
         self.fc6 = nn.Linear(in_features, hidden)
         self.fc7 = nn.Linear(hidden, hidden)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_features = hidden
+        self.svd_ranks = check_svd_ranks(svd_ranks, in_features, hidden)
+        self._low_rank = {}  # layer name -> (key of the weights it came from, factorised layer)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not mode:
+            for name in self._svd_layers():
+                self._factorised(name)
+        return self
+
+    def _svd_layers(self):
+        return [name for name, rank in zip(("fc6", "fc7"), self.svd_ranks) if rank]
+
+    def _factorised(self, name: str) -> nn.Module:
+        from ..svd import low_rank_linear
+
+        layer = getattr(self, name)
+        rank = self.svd_ranks[0 if name == "fc6" else 1]
+        key = (layer.weight.data_ptr(), layer.weight._version, layer.weight.dtype, rank)
+        cached = self._low_rank.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, low_rank_linear(layer, rank))
+            self._low_rank[name] = cached
+        return cached[1]
+
+    def _layer(self, name: str) -> nn.Module:
+        if self.training or not self.svd_ranks or name not in self._svd_layers():
+            return getattr(self, name)
+        return self._factorised(name)
 
     def forward(self, x):
-        x = self.dropout(F.relu(self.fc6(x.flatten(1))))
-        return self.dropout(F.relu(self.fc7(x)))
+        x = self.dropout(F.relu(self._layer("fc6")(x.flatten(1))))
+        return self.dropout(F.relu(self._layer("fc7")(x)))
+
+
+def check_svd_ranks(svd_ranks, in_features: int, hidden: int) -> tuple:
+    """``()`` (no compression) or ``(k6, k7)`` ranks within each layer's size (0: that layer whole)."""
+    if svd_ranks is None or (isinstance(svd_ranks, (tuple, list)) and len(svd_ranks) == 0):
+        return ()
+    limits = (min(in_features, hidden), hidden)
+    ok = (isinstance(svd_ranks, (tuple, list)) and len(svd_ranks) == 2
+          and all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= m for k, m in zip(svd_ranks, limits)))
+    if not ok:
+        raise ValueError(f"svd_ranks: expected () or (fc6 rank, fc7 rank) with 0 <= fc6 rank <= {limits[0]} and "
+                         f"0 <= fc7 rank <= {limits[1]} (0 = not compressed), got {svd_ranks!r}")
+    return tuple(int(k) for k in svd_ranks)
 
 
 class BoxPredictor(nn.Module):
