@@ -200,17 +200,22 @@ def mean_proposals(data: str, spec: str, workdir: str, train: bool = False) -> f
 
 def plot_curves(path: str, x: Sequence[float], series: List[dict], xlabel: str, title: str,
                 xlog: bool = False) -> str:
-    """One panel per series ``{"y": [...], "label": str, "ylabel": str, "published": [...] or None}``."""
+    """One panel per series ``{"y": [...], "label": str, "ylabel": str}``, optionally with
+    ``"published_x"``/``"published"`` points and a horizontal ``"reference": (y, label)``."""
     from ...visualize import _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.6), squeeze=False)
     for ax, s in zip(axes[0], series):
         ax.plot(x, s["y"], "o-", label=s.get("label", "detcore"))
+        if s.get("reference"):
+            ax.axhline(s["reference"][0], color="C1", linestyle=":", label=s["reference"][1])
         if s.get("published_x"):
             ax.plot(s["published_x"], s["published"], "s--", color="gray", label="published")
-        if xlog:
-            ax.set_xscale("log")
+        if xlog:  # the points' own values as ticks
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(list(x), [f"{v:g}" for v in x])
+            ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel(s["ylabel"])
         ax.grid(alpha=0.3)
