@@ -201,7 +201,8 @@ def mean_proposals(data: str, spec: str, workdir: str, train: bool = False) -> f
 def plot_curves(path: str, x: Sequence[float], series: List[dict], xlabel: str, title: str,
                 xlog: bool = False) -> str:
     """One panel per series ``{"y": [...], "label": str, "ylabel": str}``, optionally with
-    ``"published_x"``/``"published"`` points and a horizontal ``"reference": (y, label)``."""
+    ``"published_x"``/``"published"`` points, a horizontal ``"reference": (y, label)`` and
+    single ``"points": [(x, y, label), ...]``."""
     from ...visualize import _pyplot
 
     plt = _pyplot()
@@ -210,6 +211,8 @@ def plot_curves(path: str, x: Sequence[float], series: List[dict], xlabel: str, 
         ax.plot(x, s["y"], "o-", label=s.get("label", "detcore"))
         if s.get("reference"):
             ax.axhline(s["reference"][0], color="C1", linestyle=":", label=s["reference"][1])
+        for px, py, plabel in s.get("points", ()):
+            ax.plot([px], [py], "D", markersize=8, label=plabel)
         if s.get("published_x"):
             ax.plot(s["published_x"], s["published"], "s--", color="gray", label="published")
         if xlog:  # the points' own values as ticks
@@ -225,3 +228,57 @@ def plot_curves(path: str, x: Sequence[float], series: List[dict], xlabel: str, 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def top_n_proposal_files(data: Dict[str, str], ss_spec: str, counts: Sequence[int], workdir: str,
+                         log: Log) -> Dict[int, dict]:
+    """Proposal files (detcore's npz) of the first ``n`` selective-search boxes
+    of every image, for each ``n`` in ``counts``, from one search per image
+    (``ss_spec`` searches up to ``max(counts)``; its ranking makes the first n
+    the boxes a search capped at n returns). Returns
+    ``{n: {"train": path, "val": path, "mean_train": float, "mean_val": float}}``."""
+    from ....data import build_dataset
+    from ....proposals import ProposalSet, parse_source, write_proposals
+
+    source = parse_source(ss_spec)
+    folder = os.path.join(workdir, "proposals")
+    out: Dict[int, dict] = {n: {} for n in counts}
+    for split, is_train in (("train", True), ("val", False)):
+        dataset = build_dataset(data[split], train=is_train, cache_dir=os.path.join(workdir, "data"))
+        source.check(dataset)
+        source.precompute(dataset, log)
+        ids = [dataset.proposal_id(i) for i in range(len(dataset))]
+        names = [os.path.basename(dataset.image_path(i)) for i in range(len(dataset))]
+        boxes = [source.boxes_for_file(dataset.image_path(i)) for i in range(len(dataset))]
+        for n in counts:
+            path = os.path.join(folder, f"{ss_spec.split(':')[1]}_top{n}_{split}.npz")
+            top = [b[:n] for b in boxes]
+            if not os.path.isfile(path):
+                write_proposals(path, ProposalSet(ids, top, None, path, names), "npz")
+            out[n][split] = path
+            out[n][f"mean_{split}"] = sum(len(b) for b in top) / max(1, len(top))
+    return out
+
+
+def rpn_proposal_file(checkpoint: str, data: str, train: bool, count: int, path: str, device: str, log: Log) -> str:
+    """``detcore proposals --method rpn``: a trained detector's RPN boxes (top ``count`` per image)."""
+    import torch
+
+    from ....cli import main
+
+    if os.path.isfile(path):
+        log(f"reproduce: reusing {path}")
+        return path
+    argv = ["proposals", "--method", "rpn", "--checkpoint", checkpoint, "--data", data, "-o", path,
+            "--max-proposals", str(count), "--device", device, "--threads", str(torch.get_num_threads())]
+    argv += ["--train"] if train else []
+    if main(argv):
+        raise ReproduceError(f"writing RPN proposals failed: detcore {' '.join(argv)}")
+    return path
+
+
+def mean_boxes_in_file(path: str) -> float:
+    from ....proposals import read_proposals
+
+    proposals = read_proposals(path)
+    return sum(len(b) for b in proposals.boxes) / max(1, len(proposals))
