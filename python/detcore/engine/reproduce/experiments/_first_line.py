@@ -8,7 +8,7 @@ paper's SGD (2 images x 64 RoIs, lr 0.001 for 30k iterations then 0.0001 for
 10k, momentum 0.9, weight decay 0.0005), selective search "fast" with up to
 2000 boxes, initialised from an ImageNet VGG16 (``--weights``). ``small``:
 VGG16 at a quarter of the widths (conv1 16 channels, fc 256), shorter side
-160, 400 iterations at lr 0.01 (dropped tenfold at 3/4), the same selective
+160, 300 iterations at lr 0.01 (dropped tenfold at 3/4), the same selective
 search. ``quick``: widths 8 / 32, shorter side 64, 8 iterations, at most 50
 boxes per image: it checks that everything runs.
 
@@ -83,7 +83,7 @@ def sppnet_settings(preset: str) -> Dict[str, object]:
     """SPP-net as its paper fine-tuned it: the fc layers only (conv frozen), pyramid 6/3/2/1."""
     min_size, max_size = _SCALE[preset]
     return {**vgg(preset), "min_size": min_size, "max_size": max_size, "levels": [6, 3, 2, 1],
-            "finetune_conv": False, "batch_size": _REGIONS[preset]}
+            "finetune_conv": False, "batch_size": 256 if preset == "paper" else _REGIONS[preset]}
 
 
 def rcnn_settings(preset: str) -> Dict[str, object]:
@@ -104,7 +104,7 @@ def schedule(preset: str, iterations: Optional[int] = None) -> Dict[str, object]
     if preset == "paper":
         return {**common, "max_iter": iterations or 40000, "base_lr": 0.001, "steps": [30000],
                 "warmup_iters": 0, "log_period": 100}
-    iters = iterations or (8 if preset == "quick" else 400)
+    iters = iterations or (8 if preset == "quick" else 300)
     return {**common, "max_iter": iters, "base_lr": 0.01, "steps": [0.75],
             "warmup_iters": 2 if preset == "quick" else 50, "log_period": max(1, iters // 10)}
 

@@ -44,11 +44,12 @@ class FastRCNNMain(Experiment):
     only, lr 0.0001 for 250k mini-batches of 256 regions, then 0.00001 for
     50k). ``small`` - the synthetic set, VGG16 at a quarter width (fc 256) at
     160 pixels (R-CNN warps to 64 with 4 pixels of context), every detector
-    fine-tuned 400 iterations from the stand-in pre-training's conv layers
+    fine-tuned 300 iterations from the stand-in pre-training's conv layers
     (600 iterations of Fast R-CNN): one schedule for the three, since the
     papers' iteration counts would make R-CNN alone exceed the budget; about
-    12 minutes on an idle 2-core CPU, most of it R-CNN's per-region CNN passes
-    (fine-tuning, feature caching over 300 images, testing). ``quick`` - 12
+    14 minutes on an idle 2-core CPU (an estimate from runs on a loaded
+    machine), two thirds of it R-CNN's per-region CNN passes (fine-tuning,
+    feature caching over 300 images, SVM mining, testing). ``quick`` - 12
     tiny images, 8 iterations, at most 50 proposals per image.
     """
 
@@ -62,10 +63,9 @@ class FastRCNNMain(Experiment):
     def plan(self, preset: str, data: Optional[str] = None, val_data: Optional[str] = None) -> dict:
         fl.check(preset)
         train, val = data_specs(preset, data, val_data, PAPER_VOC07)
-        iters = None if preset == "paper" else (8 if preset == "quick" else 400)
-        fast = fl.schedule(preset, iters)
-        rcnn = dict(fl.schedule(preset, iters), images_per_batch=8)  # regions are drawn across images
-        spp = dict(fl.schedule(preset, iters))
+        fast = fl.schedule(preset)
+        rcnn = dict(fl.schedule(preset), images_per_batch=8)  # regions are drawn across images
+        spp = fl.schedule(preset)
         if preset == "paper":
             rcnn.update(max_iter=100000, base_lr=0.001, steps=[20000, 40000, 60000, 80000])
             spp.update(max_iter=300000, base_lr=0.0001, steps=[250000])

@@ -46,10 +46,10 @@ class Proposals(Experiment):
     50, 100, 200 and 400 boxes (200 stands for the paper's 2000: the same
     boxes per pixel; on these small images the larger caps may return fewer,
     and the table gives the mean actually used), RPN top 200 / 50, 300
-    iterations per run after 600 of stand-in pre-training; about 13 minutes
+    iterations per run after 600 of stand-in pre-training; about 12 minutes
     on an idle 2-core CPU (selective search's quality mode over 360 images
-    about 3, six trainings). ``quick`` - fast mode at 10, 25 and 50 boxes,
-    8 iterations.
+    about 2.5, seven trainings about 8). ``quick`` - fast mode at 10, 25
+    and 50 boxes, 8 iterations.
     """
 
     name = "proposals"
@@ -62,13 +62,12 @@ class Proposals(Experiment):
         fl.check(preset)
         train, val = data_specs(preset, data, val_data, PAPER_VOC07)
         p = PRESETS[preset]
-        iters = None if preset == "paper" else (8 if preset == "quick" else 300)
         return {"preset": preset, "data": train, "val_data": val, "strategy": p["strategy"],
                 "selective_search": f"selective_search:{p['strategy']}:{max(p['counts'])}",
                 "counts": list(p["counts"]), "reference_count": p["reference"],
                 "rpn_top_n": {"train": p["rpn"][0], "test": p["rpn"][1]},
                 "pretrain": fl.pretrain_plan(preset), "model": "fast_rcnn_vgg16",
-                "model_settings": fl.fast_rcnn_settings(preset), "settings": fl.schedule(preset, iters),
+                "model_settings": fl.fast_rcnn_settings(preset), "settings": fl.schedule(preset),
                 "rpn_model": "faster_rcnn_vgg16", "rpn_model_settings": fl.faster_rcnn_settings(preset),
                 "retrain_per_count": True}
 

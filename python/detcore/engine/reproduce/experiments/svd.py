@@ -42,9 +42,9 @@ class SVD(Experiment):
     Presets: ``paper`` - VGG16 (fc 4096) on VOC07 from an ImageNet VGG16, the
     paper's schedule; ranks 256/64 ... 2048/512, the paper's 1024/256 among
     them. ``small`` - the Fast R-CNN of ``fast_rcnn_main`` (conv1 width 16,
-    fc 256, 160 pixels; 600 iterations of stand-in pre-training, 400 of
+    fc 256, 160 pixels; 600 iterations of stand-in pre-training, 300 of
     fine-tuning) with ranks 16/4, 32/8, 64/16, 128/32; about 5 minutes on an
-    idle 2-core CPU (training 3.5, five evaluations of 60 images). ``quick``:
+    idle 2-core CPU (training 3, five evaluations of 60 images 1). ``quick``:
     fc 32, ranks 2/1 ... 16/4.
     """
 
@@ -62,7 +62,7 @@ class SVD(Experiment):
         ranks = ranks_for(width)
         return {"preset": preset, "data": train, "val_data": val, "proposals": fl.proposal_spec(preset),
                 "pretrain": fl.pretrain_plan(preset), "model": "fast_rcnn_vgg16", "model_settings": settings,
-                "settings": fl.schedule(preset, None if preset == "paper" else (8 if preset == "quick" else 400)),
+                "settings": fl.schedule(preset),
                 "ranks": [list(r) for r in ranks], "paper_ranks": list(ranks[SWEEP.index(1.0)])}
 
     def run(self, plan: dict, workdir: str, log) -> Outcome:
