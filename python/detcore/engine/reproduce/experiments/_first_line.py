@@ -170,6 +170,13 @@ def initial_weights(plan: dict, workdir: str, data: str, proposals: str, log: Lo
     return path
 
 
+def init_text(plan: dict) -> str:
+    """Where the conv weights came from, for the measured setting."""
+    if plan.get("weights"):
+        return f"--weights {os.path.basename(plan['weights'])}"
+    return "the stand-in pre-training's conv layers" if plan["pretrain"]["init"] == "stand-in" else "ImageNet"
+
+
 def voc_map(metrics: dict) -> float:
     return float(metrics["voc07"]["mAP"])
 

@@ -128,8 +128,8 @@ def measured_setting(plan: dict, measured: dict) -> str:
     return (f"{plan['data']} (validated on {images} images), VGG16 with conv1 width {ms['base_width']} and fc "
             f"{ms['representation_size']}, shorter side {ms['min_size']} (R-CNN warps to "
             f"{plan['detectors']['R-CNN']['model_settings']['input_size']}), {plan['proposals']}, "
-            f"{fast['settings']['max_iter']} iterations each, initialised from "
-            f"{'--weights' if plan.get('weights') else plan['pretrain']['init']}; {plan['device']}, one process")
+            f"{fast['settings']['max_iter']} iterations each, initialised from {fl.init_text(plan)}; "
+            f"{plan['device']}, one process")
 
 
 def verdict(measured: dict, preset: str) -> str:

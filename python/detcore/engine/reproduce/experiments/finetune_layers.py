@@ -80,10 +80,9 @@ class FinetuneLayers(Experiment):
                      Row(label, "test time per image", p["test_s"], m["test_s"], "s"),
                      Row(label, "training time", p["train_h"], m["train_s"] / 3600.0, "h")]
         ms = plan["runs"]["conv3_1 and up"]["model_settings"]
-        init = "--weights" if plan.get("weights") else plan["pretrain"]["init"]
         measured_setting = (f"{plan['data']}, fast_rcnn_vgg16 with conv1 width {ms['base_width']} and fc "
                             f"{ms['representation_size']} at {ms['min_size']} pixels, {plan['settings']['max_iter']} "
-                            f"iterations each from the {init} conv weights, {plan['proposals']}; model.trainable_stages "
+                            f"iterations each from {fl.init_text(plan)}, {plan['proposals']}; model.trainable_stages "
                             f"0 / 3 / 4; {plan['device']}")
         return Outcome(rows=rows, published_setting="VOC07 test, VGG16 Fast R-CNN from ImageNet, one Nvidia K40 GPU",
                        measured_setting=measured_setting, verdict=verdict(measured, plan["preset"]),

@@ -118,7 +118,7 @@ class Proposals(Experiment):
         ms = plan["model_settings"]
         measured_setting = (f"{plan['data']}, fast_rcnn_vgg16 with conv1 width {ms['base_width']} and fc "
                             f"{ms['representation_size']} at {ms['min_size']} pixels, retrained "
-                            f"{plan['settings']['max_iter']} iterations per count from the same conv weights; "
+                            f"{plan['settings']['max_iter']} iterations per count from {fl.init_text(plan)}; "
                             f"{plan['selective_search']} truncated to each count; RPN of a faster_rcnn_vgg16 trained "
                             f"{plan['settings']['max_iter']} iterations; {plan['device']}")
         return Outcome(rows=rows,

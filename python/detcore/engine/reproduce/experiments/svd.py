@@ -114,8 +114,8 @@ class SVD(Experiment):
         ms = plan["model_settings"]
         measured_setting = (f"{plan['data']}, fast_rcnn_vgg16 with conv1 width {ms['base_width']} and fc "
                             f"{ms['representation_size']} at {ms['min_size']} pixels, {plan['settings']['max_iter']} "
-                            f"iterations, {plan['proposals']} ({rois} per validation image on average); fc time on "
-                            f"{rois} RoIs; {plan['device']}")
+                            f"iterations from {fl.init_text(plan)}, {plan['proposals']} ({rois} per validation "
+                            f"image on average); fc time on {rois} RoIs; {plan['device']}")
         return Outcome(rows=rows, published_setting=("VOC07 test, VGG16 Fast R-CNN (fc 4096) from ImageNet, "
                                                      "2000 selective-search proposals, one Nvidia K40 GPU"),
                        measured_setting=measured_setting, verdict=verdict(full, paper_point, saved, k6, k7),
