@@ -36,3 +36,20 @@ def test_paper_plan_sweeps_quality_mode(capsys):
     assert plan["selective_search"] == "selective_search:quality:10000" and 2000 in plan["counts"]
     assert plan["rpn_top_n"] == {"train": 2000, "test": 300} and plan["retrain_per_count"]
     assert (plan["data"], plan["val_data"]) == runs.PAPER_VOC07
+
+
+def test_verdict_reads_the_curve():
+    from detcore.engine.reproduce.experiments.proposals import verdict
+
+    def points(maps, means=(50, 100, 200, 400)):
+        return [{"count": c, "mean_val": float(c), "map": m} for c, m in zip(means, maps)]
+
+    rpn = {"map": 40.0, "mean_val": 50.0}
+    assert "as published" in verdict(points([30, 35, 36, 33]), rpn, 200, "small")
+    assert "within noise" in verdict(points([30, 35, 36, 35.5]), rpn, 200, "small")
+    assert "does not show" in verdict(points([30, 31, 32, 33]), rpn, 200, "small")
+    assert "without the published rise" in verdict(points([36, 35, 34, 33]), rpn, 200, "small")
+    text = verdict(points([30, 35, 36, 33]), rpn, 200, "small")
+    assert "give 40.0, +4.0 against selective search's 200" in text
+    saturated = [{"count": 400, "mean_val": 250.0, "map": 33.0}]
+    assert "only 250 boxes per image" in verdict(points([30, 35, 36])[:3] + saturated, rpn, 200, "paper")

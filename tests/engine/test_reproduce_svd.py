@@ -38,3 +38,15 @@ def test_paper_plan_uses_the_papers_ranks(capsys):
 def test_ranks_scale_with_the_fc_width():
     assert ranks_for(4096) == [(256, 64), (512, 128), (1024, 256), (2048, 512)]
     assert ranks_for(256) == [(16, 4), (32, 8), (64, 16), (128, 32)]
+
+
+def test_verdict_follows_the_measured_numbers():
+    from detcore.engine.reproduce.experiments.svd import verdict
+
+    full = {"fc_ms": 10.0, "test_ms": 20.0, "map": 50.0}
+    shows = verdict(full, {"fc_ms": 3.0, "test_ms": 12.0, "map": 49.8}, 40.0, 64, 16)
+    assert "fc layers ran 70% faster" in shows and "the published trade-off shows" in shows
+    assert "saves less" in verdict(full, {"fc_ms": 8.0, "test_ms": 18.0, "map": 50.0}, 10.0, 64, 16)
+    assert "larger than published" in verdict(full, {"fc_ms": 3.0, "test_ms": 12.0, "map": 45.0}, 40.0, 64, 16)
+    slower = verdict(full, {"fc_ms": 11.0, "test_ms": 19.0, "map": 50.0}, 5.0, 64, 16)
+    assert "10% slower" in slower and "no faster" in slower
