@@ -120,8 +120,8 @@ class FastRCNNMain(Experiment):
 
 def published_setting() -> str:
     return ("VOC07 trainval/test, VGG16 from ImageNet, selective search (about 2000 boxes per image), one Nvidia "
-            "K40 GPU; Table 4's SPP-net row is the SPP-net paper's (which the paper notes tests at five scales), "
-            "R-CNN's and Fast R-CNN's single scale")
+            "K40 GPU; Fast R-CNN and R-CNN at one scale, SPP-net at the five scales of its paper (Table 4's note; "
+            "its times from the SPP-net authors)")
 
 
 def measured_setting(plan: dict, measured: dict) -> str:

@@ -10,7 +10,7 @@ from . import _first_line as fl
 
 # layers fine-tuned -> fast_rcnn_vgg16's trainable_stages (VGG16's conv blocks trained, counted from conv5)
 SETTINGS = {"fc6 and up": 0, "conv3_1 and up": 3, "conv2_1 and up": 4}
-PUBLISHED = {  # Table 5 (VGG16, VOC07 test) and section 5.1 (training hours)
+PUBLISHED = {  # Table 5 (VGG16, VOC07 test) and its section 4.5 (training hours)
     "fc6 and up": {"map": 61.4, "test_s": 0.32, "train_h": None},
     "conv3_1 and up": {"map": 66.9, "test_s": 0.32, "train_h": 9.5},
     "conv2_1 and up": {"map": 67.2, "test_s": 0.32, "train_h": 12.5},
@@ -47,7 +47,7 @@ class FinetuneLayers(Experiment):
 
     name = "finetune_layers"
     title = "Which layers to fine-tune: fc6 and up vs conv3_1 and up vs conv2_1 and up"
-    paper = f"{fl.PAPER}, Table 5 and Section 5.1"
+    paper = f"{fl.PAPER}, Table 5 and Section 4.5"
     claim = ("Fine-tuning only fc6 and up gives 61.4 VOC07 mAP against 66.9 from conv3_1 up; going down to conv2_1 "
              "adds 0.3 (67.2) but trains 1.3x slower (12.5 vs 9.5 h); test time is the same (0.32 s per image).")
 
