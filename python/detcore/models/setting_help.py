@@ -35,6 +35,7 @@ MODEL_SETTING_HELP = {
     "dropout": "dropout of the fc6/fc7 head",
     "mask_width": "channels of the mask head's convs",
     "mask_threshold": "mask probability threshold when pasting masks into the image",
+    "mask_paste_mode": "resize of each mask into its box when pasted: 'bilinear' (torchvision's) or 'bicubic'",
     "num_keypoints": "keypoints per instance (detcore train takes it from the dataset)",
     "keypoint_width": "channels of the keypoint head's convs",
     # RetinaNet
