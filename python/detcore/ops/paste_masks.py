@@ -88,8 +88,8 @@ def paste_masks(
     ``x0, y0, x1, y1``; the padded mask is resized bilinearly
     (``align_corners=False``) to ``(y1 - y0 + 1, x1 - x0 + 1)`` and placed
     with its corner on pixel ``(y0, x0)``, clipped to the image. Pixels
-    outside the box are 0. The arithmetic is ATen's CPU resize as built with
-    FMA, so float32 and float64 results equal torchvision's bit for bit on
+    outside the box are 0. The bilinear arithmetic is ATen's CPU resize as
+    built with FMA, so float32 and float64 results equal torchvision's bit for bit on
     x86-64 CPUs with FMA (and agree to a rounding elsewhere); CUDA gives the
     CPU's result, rounded to float16 / bfloat16 for those dtypes.
 
