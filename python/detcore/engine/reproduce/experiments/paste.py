@@ -59,8 +59,9 @@ class Paste(Experiment):
     28 by up to about 4x, where the modes can differ), the demo's tiny R50-FPN
     (conv widths 16, one block per stage, FPN 64) at 192 to 256 pixels,
     1500 iterations of 4 images from scratch (the demo's schedule: lr 0.02,
-    warm-up 100, steps at 75% and 92%); an estimated 10-12 minutes on an idle
-    2-core CPU, nearly all of it training. ``quick`` - 12 tiny images, 4
+    warm-up 100, steps at 75% and 92%); an estimated 8-10 minutes on an idle
+    2-core CPU (an iteration costs about 1.2x one of the demo's), nearly all
+    of it training. ``quick`` - 12 tiny images, 4
     iterations, to check that everything runs.
     """
 
