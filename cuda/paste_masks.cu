@@ -25,8 +25,9 @@ struct StoreAboveThreshold {
 
 // One thread per output pixel of all N planes; consecutive threads write
 // consecutive pixels of a row. Each thread recomputes its mask's window,
-// a few flops on a box that sits in the cache.
-template <typename T, typename Store>
+// a few flops on a box that sits in the cache. Bicubic: each thread resizes
+// its four rows along the width itself (the CPU caches them; same bits).
+template <typename T, typename Store, PasteMode kMode>
 __global__ void paste_masks_kernel(const T* __restrict__ masks, const T* __restrict__ boxes, int64_t n, int64_t mh,
                                    int64_t mw, int64_t image_h, int64_t image_w,
                                    typename Store::out_t* __restrict__ out, Store store) {
@@ -45,16 +46,26 @@ __global__ void paste_masks_kernel(const T* __restrict__ masks, const T* __restr
       out[k] = store.outside();
       continue;
     }
-    const auto ty = math::linear_tap(math::resize_scale<A>(mh + 2, win.height), y - win.top, mh + 2, win.height);
-    const auto tx = math::linear_tap(math::resize_scale<A>(mw + 2, win.width), x - win.left, mw + 2, win.width);
-    out[k] = store(math::resized_pixel(masks + i * mh * mw, mh, mw, ty, tx, math::separable_resize(win)));
+    const A sy = math::resize_scale<A>(mh + 2, win.height), sx = math::resize_scale<A>(mw + 2, win.width);
+    if constexpr (kMode == PasteMode::Bicubic) {
+      const auto ty = math::cubic_tap(sy, y - win.top, mh + 2);
+      const auto tx = math::cubic_tap(sx, x - win.left, mw + 2);
+      out[k] = store(math::cubic_resized_pixel(masks + i * mh * mw, mh, mw, ty, tx));
+    } else {
+      const auto ty = math::linear_tap(sy, y - win.top, mh + 2, win.height);
+      const auto tx = math::linear_tap(sx, x - win.left, mw + 2, win.width);
+      out[k] = store(math::resized_pixel(masks + i * mh * mw, mh, mw, ty, tx, math::separable_resize(win)));
+    }
   }
 }
 
 template <typename T, typename Store>
-void launch(const TensorRef& masks, const TensorRef& boxes, const TensorRef& out, Store store, Stream stream) {
+void launch(PasteMode mode, const TensorRef& masks, const TensorRef& boxes, const TensorRef& out, Store store,
+            Stream stream) {
   const int64_t n = masks.size(0), image_h = out.size(1), image_w = out.size(2);
-  paste_masks_kernel<T, Store><<<blocks_for(out.numel()), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
+  auto* kernel = mode == PasteMode::Bicubic ? paste_masks_kernel<T, Store, PasteMode::Bicubic>
+                                            : paste_masks_kernel<T, Store, PasteMode::Bilinear>;
+  kernel<<<blocks_for(out.numel()), kThreadsPerBlock, 0, as_cuda_stream(stream)>>>(
       masks.ptr<const T>(), boxes.ptr<const T>(), n, masks.size(1), masks.size(2), image_h, image_w,
       out.ptr<typename Store::out_t>(), store);
 }
@@ -70,9 +81,9 @@ void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const T
     if (threshold) {
       // Rounded to the mask dtype first, as `pasted > threshold` would be.
       const A t = static_cast<A>(static_cast<scalar_t>(static_cast<A>(*threshold)));
-      launch<scalar_t>(masks, boxes, out, StoreAboveThreshold<scalar_t>{t}, stream);
+      launch<scalar_t>(params.mode, masks, boxes, out, StoreAboveThreshold<scalar_t>{t}, stream);
     } else {
-      launch<scalar_t>(masks, boxes, out, StoreValue<scalar_t>{}, stream);
+      launch<scalar_t>(params.mode, masks, boxes, out, StoreValue<scalar_t>{}, stream);
     }
   });
   check_launch("paste_masks");

@@ -46,9 +46,22 @@ def cases(tv):
         _torchvision_paste(masks, boxes, (1000, 1300)) if tv else None,
         goal=5.0,
     )
+    yield Case(
+        "paste_masks",
+        "100 masks 28x28 into 1000x1300, bicubic",
+        lambda: detcore.ops.paste_masks(masks, boxes, (1000, 1300), mode="bicubic"),
+        _torchvision_bicubic_paste(masks, boxes, (1000, 1300)) if tv else None,
+    )
 
 
 def _torchvision_paste(masks, boxes, image_size):
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
     return lambda: paste_masks_in_image(masks[:, None], boxes, image_size, padding=1)
+
+
+def _torchvision_bicubic_paste(masks, boxes, image_size):
+    from cpu.bench_paste_masks import torchvision_bicubic_paste
+
+    paste = torchvision_bicubic_paste()
+    return lambda: paste(masks[:, None], boxes, image_size)

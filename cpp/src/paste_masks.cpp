@@ -26,6 +26,9 @@ void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const T
   } else {
     check::same_dtype(masks, "masks", out, "out");
   }
+  if (params.mode != PasteMode::Bilinear && params.mode != PasteMode::Bicubic) {
+    throw_value_error("mode: expected 'bilinear' or 'bicubic', got mode ", static_cast<int>(params.mode));
+  }
   check::ndim(out, "out", 3, "(N, H, W)");
   if (out.shape[0] != masks.shape[0]) {
     throw_value_error("out: expected ", masks.shape[0], " planes (one per mask), got shape ", out.shape_string());

@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, output_required=True)
     p.add_argument("--weights", default=None, help="a detcore checkpoint (or --onnx)")
     p.add_argument("--onnx", default=None, help="an ONNX file of `detcore export`, run in onnxruntime instead")
-    p.add_argument("images", nargs="+", help="image files, folders of images, or glob patterns ('photos/*.jpg')")
+    p.add_argument("images", nargs="+", help="image files, folders of images, or glob patterns ('photos/*.jpg'); "
+                                             "model.key=value items override model settings")
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--max-detections", type=int, default=None, metavar="N",
                    help="keep the N highest-scoring detections per image")

@@ -156,7 +156,8 @@ def _paste_masks(rng):
     n, m = _count(rng, 6), int(rng.integers(1, 6))
     masks = rng.random((n, 1, m, m) if rng.random() < 0.5 else (n, m, m)).astype(dtype)
     return {"masks": masks, "boxes": _boxes(rng, n, dtype), "image_size": (int(rng.integers(0, 40)),
-            int(rng.integers(0, 40))), "threshold": None if rng.random() < 0.5 else 0.5}
+            int(rng.integers(0, 40))), "threshold": None if rng.random() < 0.5 else 0.5,
+            "mode": str(rng.choice(["bilinear", "bicubic"]))}
 
 
 def _box_format(rng):

@@ -91,7 +91,9 @@ OPCHECK_CASES: dict[str, Callable[[Any], tuple]] = {
     "sigmoid_focal_loss": lambda rng: (
         _t(rng.standard_normal((6, 4)), True), _t(rng.integers(-1, 5, 6)), 0.25, 2.0, "sum", True,
     ),
-    "paste_masks": lambda rng: (_t(rng.random((3, 7, 7))), _t(random_boxes(rng, 3, size=20.0)), [24, 30], None),
+    "paste_masks": lambda rng: (
+        _t(rng.random((3, 7, 7))), _t(random_boxes(rng, 3, size=20.0)), [24, 30], None, "bicubic",
+    ),
     "encode_boxes": lambda rng: (_t(random_boxes(rng, 6)), _t(random_boxes(rng, 6)), [10.0, 10.0, 5.0, 5.0]),
     "decode_boxes": lambda rng: (
         _t(rng.standard_normal((6, 8)), True), _t(random_boxes(rng, 6), True), [1.0, 2.0, 0.5, 1.0], 4.0,
@@ -169,6 +171,8 @@ PUBLIC_CASES = [
         rng.random((n, 7, 7)), random_boxes(rng, n, size=20.0), (24, 30))),
     Case("paste_masks_threshold", ops.paste_masks, lambda rng, n: (
         rng.random((n, 1, 6, 6)), random_boxes(rng, n, size=20.0), (24, 30), 0.5)),
+    Case("paste_masks_bicubic", ops.paste_masks, lambda rng, n: (
+        rng.random((n, 1, 6, 6)), random_boxes(rng, n, size=20.0), (24, 30), None, "bicubic")),
     Case("encode_boxes", ops.encode_boxes, lambda rng, n: (
         random_boxes(rng, n), random_boxes(rng, n), (10.0, 10.0, 5.0, 5.0))),
     Case("decode_boxes", ops.decode_boxes, lambda rng, n: (rng.standard_normal((n, 8)), random_boxes(rng, n))),
@@ -376,6 +380,7 @@ def _bad_calls():
         (ops.sigmoid_focal_loss, (logits, torch.zeros_like(logits), 2.0), "alpha"),
         (ops.sigmoid_focal_loss, (logits, torch.zeros_like(logits), 0.25, 2.0, "avg"), "reduction"),
         (ops.paste_masks, (torch.rand(4, 5, 5, dtype=torch.float64), boxes, (-1, 5)), "image_size"),
+        (ops.paste_masks, (torch.rand(4, 5, 5, dtype=torch.float64), boxes, (5, 5), None, "nearest"), "mode"),
         (ops.decode_boxes, (torch.zeros(4, 4, dtype=torch.float64), boxes, (0.0, 1.0, 1.0, 1.0)), "weights"),
         (ops.encode_boxes, (boxes, boxes, (1.0, -1.0, 1.0, 1.0)), "weights"),
         (ops.make_anchors, ([(2, 2)], [0], [32.0], [1.0]), "stride"),

@@ -45,8 +45,33 @@ def linear_source(dst, in_size, out_size):
     return i0, i1, 1.0 - lam, lam
 
 
-def reference_paste_masks(masks, boxes, image_size):
-    """Plain float64 loops: pad, expand, truncate, resize bilinearly, paste."""
+CUBIC_A = -0.75  # Keys' kernel as torch and OpenCV use it
+
+
+def cubic_kernel(x):
+    """Keys' cubic convolution kernel at distance |x|."""
+    x = abs(x)
+    if x <= 1:
+        return (CUBIC_A + 2) * x**3 - (CUBIC_A + 3) * x**2 + 1
+    if x < 2:
+        return CUBIC_A * x**3 - 5 * CUBIC_A * x**2 + 8 * CUBIC_A * x - 4 * CUBIC_A
+    return 0.0
+
+
+def cubic_source(dst, in_size, out_size):
+    """align_corners=False source pixels (clamped to the input) and weights
+    of one output index of a cubic resize: the four pixels around the source
+    coordinate, which is not clamped."""
+    src = (dst + 0.5) * in_size / out_size - 0.5
+    base = math.floor(src)
+    pixels = [min(max(base + k, 0), in_size - 1) for k in (-1, 0, 1, 2)]
+    weights = [cubic_kernel(src - (base + k)) for k in (-1, 0, 1, 2)]
+    return pixels, weights
+
+
+def reference_paste_masks(masks, boxes, image_size, mode="bilinear"):
+    """Plain float64 loops: pad, expand, truncate, resize bilinearly (or
+    bicubically), paste."""
     masks = np.asarray(masks)
     masks = masks.reshape(masks.shape[0], masks.shape[-2], masks.shape[-1])
     height, width = image_size
@@ -62,13 +87,30 @@ def reference_paste_masks(masks, boxes, image_size):
         w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
         for y in range(max(y0, 0), min(y1 + 1, height)):
             r0, r1, wr0, wr1 = linear_source(y - y0, mh + 2, h)
+            rows, row_weights = cubic_source(y - y0, mh + 2, h)
             for x in range(max(x0, 0), min(x1 + 1, width)):
+                if mode == "bicubic":
+                    cols, col_weights = cubic_source(x - x0, mw + 2, w)
+                    out[i, y, x] = sum(wr * wc * padded[r, c] for r, wr in zip(rows, row_weights)
+                                       for c, wc in zip(cols, col_weights))
+                    continue
                 c0, c1, wc0, wc1 = linear_source(x - x0, mw + 2, w)
                 out[i, y, x] = (
                     wr0 * (wc0 * padded[r0, c0] + wc1 * padded[r0, c1])
                     + wr1 * (wc0 * padded[r1, c0] + wc1 * padded[r1, c1])
                 )
     return out
+
+
+MODES = ["bilinear", "bicubic"]
+
+
+def tolerance(dtype, mode):
+    """float32 computes the taps in float: the bicubic taps, 16 products of
+    weights up to 1.07, move further from the float64 reference."""
+    if dtype == np.float64:
+        return 1e-12
+    return 5e-6 if mode == "bilinear" else 2e-5
 
 
 def random_masks(rng, n, mh=28, mw=None, dtype=np.float32):
@@ -106,36 +148,44 @@ def tricky_boxes(dtype):
     return np.concatenate([boxes, edge_case_boxes(dtype)])
 
 
-@pytest.mark.parametrize("dtype,atol", [(np.float32, 5e-6), (np.float64, 1e-12)])
-def test_random_masks_match_reference(rng, dtype, atol):
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_random_masks_match_reference(rng, dtype, mode):
     image_size = (45, 61)
     masks = random_masks(rng, 12, 14, dtype=dtype)
     boxes = random_boxes(rng, 12, image_size, dtype=dtype)
-    out = paste_masks(masks, boxes, image_size)
+    out = paste_masks(masks, boxes, image_size, mode=mode)
     assert out.dtype == dtype and out.shape == (12, 45, 61)
-    np.testing.assert_allclose(out, reference_paste_masks(masks, boxes, image_size), atol=atol, rtol=0)
+    np.testing.assert_allclose(out, reference_paste_masks(masks, boxes, image_size, mode),
+                               atol=tolerance(dtype, mode), rtol=0)
 
 
-def test_large_boxes_match_reference(rng):
+@pytest.mark.parametrize("mode", MODES)
+def test_large_boxes_match_reference(rng, mode):
+    # Resized masks with h + w > 128 (ATen's separable bilinear kernel).
     image_size = (120, 150)
     masks = random_masks(rng, 4, 28)
     boxes = random_boxes(rng, 4, image_size, min_side=60, max_side=140)
-    np.testing.assert_allclose(paste_masks(masks, boxes, image_size),
-                               reference_paste_masks(masks, boxes, image_size), atol=5e-6, rtol=0)
+    np.testing.assert_allclose(paste_masks(masks, boxes, image_size, mode=mode),
+                               reference_paste_masks(masks, boxes, image_size, mode),
+                               atol=tolerance(np.float32, mode), rtol=0)
 
 
-@pytest.mark.parametrize("dtype,atol", [(np.float32, 5e-6), (np.float64, 1e-12)])
-def test_border_tiny_huge_and_nan_boxes_match_reference(rng, dtype, atol):
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_border_tiny_huge_and_nan_boxes_match_reference(rng, dtype, mode):
     image_size = (40, 50)
     boxes = tricky_boxes(dtype)
     masks = random_masks(rng, len(boxes), 6, dtype=dtype)
     with np.errstate(all="ignore"):
-        out = paste_masks(masks, boxes, image_size)
-    np.testing.assert_allclose(out, reference_paste_masks(masks, boxes, image_size), atol=atol, rtol=0)
+        out = paste_masks(masks, boxes, image_size, mode=mode)
+    np.testing.assert_allclose(out, reference_paste_masks(masks, boxes, image_size, mode),
+                               atol=tolerance(dtype, mode), rtol=0)
 
 
-@pytest.mark.parametrize("dtype,atol", [(np.float32, 5e-6), (np.float64, 1e-12)])
-def test_random_special_coordinates_match_reference(rng, dtype, atol):
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_random_special_coordinates_match_reference(rng, dtype, mode):
     specials = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e15, -1e15, 2.0**41, 0.0, -0.5, 1e-45])
     image_size = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
     boxes = random_boxes(rng, 40, image_size, max_side=40, dtype=np.float64)
@@ -144,13 +194,14 @@ def test_random_special_coordinates_match_reference(rng, dtype, atol):
     boxes = boxes.astype(dtype)
     masks = random_masks(rng, 40, int(rng.integers(1, 9)), int(rng.integers(1, 9)), dtype=dtype)
     with np.errstate(all="ignore"):
-        out = paste_masks(masks, boxes, image_size)
-        expected = reference_paste_masks(masks, boxes, image_size)
-    np.testing.assert_allclose(out, expected, atol=atol, rtol=0)
+        out = paste_masks(masks, boxes, image_size, mode=mode)
+        expected = reference_paste_masks(masks, boxes, image_size, mode)
+    np.testing.assert_allclose(out, expected, atol=tolerance(dtype, mode), rtol=0)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_nan_and_inf_boxes_paste_nothing(rng, dtype):
+def test_nan_and_inf_boxes_paste_nothing(rng, dtype, mode):
     boxes = np.array(
         [[np.nan, 0, 10, 10], [0, 0, 10, np.nan], [0, 0, np.inf, 10], [-np.inf, 0, 10, 10],
          [0, -np.inf, 10, np.inf], [np.inf, np.inf, np.inf, np.inf]],
@@ -158,24 +209,67 @@ def test_nan_and_inf_boxes_paste_nothing(rng, dtype):
     )
     masks = np.ones((len(boxes), 5, 5), dtype)
     with np.errstate(all="ignore"):
-        out = paste_masks(masks, boxes, (20, 20))
+        out = paste_masks(masks, boxes, (20, 20), mode=mode)
     assert not out.any()
 
 
-def test_huge_box_covers_the_image_with_the_mask_centre():
+@pytest.mark.parametrize("mode", MODES)
+def test_huge_box_covers_the_image_with_the_mask_centre(mode):
     # A box far larger than the image: every pixel samples near the mask's
-    # centre, a constant 0.7 there.
+    # centre, a constant 0.7 there (all four cubic taps too).
     masks = np.full((1, 8, 8), 0.7, np.float64)
-    out = paste_masks(masks, np.array([[-1e30, -1e30, 1e30, 1e30]]), (6, 7))
+    out = paste_masks(masks, np.array([[-1e30, -1e30, 1e30, 1e30]]), (6, 7), mode=mode)
     np.testing.assert_allclose(out, 0.7, rtol=1e-12)
 
 
-def test_non_square_masks_scale_each_axis_by_its_own_padding(rng):
+@pytest.mark.parametrize("mode", MODES)
+def test_non_square_masks_scale_each_axis_by_its_own_padding(rng, mode):
     image_size = (50, 60)
     masks = random_masks(rng, 6, 10, 21, dtype=np.float64)
     boxes = random_boxes(rng, 6, image_size, min_side=5, max_side=50, dtype=np.float64)
-    np.testing.assert_allclose(paste_masks(masks, boxes, image_size),
-                               reference_paste_masks(masks, boxes, image_size), atol=1e-12, rtol=0)
+    np.testing.assert_allclose(paste_masks(masks, boxes, image_size, mode=mode),
+                               reference_paste_masks(masks, boxes, image_size, mode), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bicubic_is_not_bilinear_and_rings_at_sharp_edges(dtype):
+    # A hard-edged mask blown up: bilinear stays within [0, 1], the cubic
+    # kernel's negative lobes under- and overshoot beside the edge.
+    masks = np.zeros((1, 8, 8), dtype)
+    masks[0, 2:6, 2:6] = 1
+    boxes = np.array([[0, 0, 80, 80]], dtype)
+    bilinear = paste_masks(masks, boxes, (90, 90))
+    bicubic = paste_masks(masks, boxes, (90, 90), mode="bicubic")
+    assert 0 <= bilinear.min() and bilinear.max() <= 1
+    assert bicubic.min() < -0.01 and bicubic.max() > 1.01
+    np.testing.assert_allclose(bicubic, reference_paste_masks(masks, boxes, (90, 90), "bicubic"),
+                               atol=tolerance(dtype, "bicubic"), rtol=0)
+
+
+@pytest.mark.skipif(torch is None, reason="needs torch")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bicubic_agrees_with_torch_bicubic_interpolate_of_the_padded_mask(rng, dtype):
+    """The same resize as F.interpolate(mode="bicubic", align_corners=False)
+    of the zero-padded mask to the truncated expanded box, pasted as
+    torchvision pastes (boxes inside the image)."""
+    import torch.nn.functional as F
+
+    dtype = getattr(torch, dtype)
+    height, width = 90, 110
+    boxes = random_boxes(rng, 20, (height, width), min_side=0.5, max_side=80, dtype=np.float64)
+    boxes = np.clip(boxes, 2, [width - 3, height - 3, width - 3, height - 3])
+    masks = random_masks(rng, 20, 12, dtype=np.float64)
+    masks_t, boxes_t = torch.from_numpy(masks).to(dtype), torch.from_numpy(boxes).to(dtype)
+    expected = torch.zeros(20, height, width, dtype=dtype)
+    for i in range(20):
+        x0, y0, x1, y1 = expanded_int_box(boxes_t[i].numpy(), 12, 12)
+        h, w = max(y1 - y0 + 1, 1), max(x1 - x0 + 1, 1)
+        padded = F.pad(masks_t[i], (1, 1, 1, 1))[None, None]
+        resized = F.interpolate(padded, size=(h, w), mode="bicubic", align_corners=False)[0, 0]
+        ya, yb, xa, xb = max(y0, 0), min(y1 + 1, height), max(x0, 0), min(x1 + 1, width)
+        expected[i, ya:yb, xa:xb] = resized[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    got = paste_masks(masks_t, boxes_t, (height, width), mode="bicubic")
+    torch.testing.assert_close(got, expected, atol=5e-6 if dtype == torch.float32 else 1e-12, rtol=0)
 
 
 def test_mask_head_layout_n1mm_is_accepted(rng):
@@ -184,16 +278,17 @@ def test_mask_head_layout_n1mm_is_accepted(rng):
     np.testing.assert_array_equal(paste_masks(masks[:, None], boxes, (30, 30)), paste_masks(masks, boxes, (30, 30)))
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threshold", [0.5, 0.0, -0.25, 1.0, 0.123456789])
-def test_threshold_equals_thresholding_the_pasted_masks(rng, dtype, threshold):
+def test_threshold_equals_thresholding_the_pasted_masks(rng, dtype, threshold, mode):
     image_size = (40, 50)
     boxes = np.concatenate([random_boxes(rng, 10, image_size, dtype=dtype), tricky_boxes(dtype)])
     masks = random_masks(rng, len(boxes), 9, dtype=dtype)
     masks[0, :3] = 0.5  # values sitting exactly at a threshold
     with np.errstate(all="ignore"):
-        pasted = paste_masks(masks, boxes, image_size)
-        out = paste_masks(masks, boxes, image_size, threshold=threshold)
+        pasted = paste_masks(masks, boxes, image_size, mode=mode)
+        out = paste_masks(masks, boxes, image_size, threshold=threshold, mode=mode)
     assert out.dtype == np.bool_ and out.shape == pasted.shape
     np.testing.assert_array_equal(out, pasted > dtype(threshold))
     # A mask that pastes nothing (NaN box) compares 0 > threshold everywhere.
@@ -213,20 +308,21 @@ def test_threshold_is_compared_in_the_mask_dtype(rng):
     np.testing.assert_array_equal(out, pasted > np.float32(threshold))
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("threshold", [None, 0.5, -0.5])
-def test_core_writes_every_pixel_unless_told_out_holds_zeros(rng, threshold):
+def test_core_writes_every_pixel_unless_told_out_holds_zeros(rng, threshold, mode):
     from detcore import _C
 
     masks = random_masks(rng, 6, 7)
     boxes = np.concatenate([random_boxes(rng, 5, (20, 30)), [[np.nan, 0, 1, 1]]]).astype(np.float32)
-    expected = paste_masks(masks, boxes, (20, 30), threshold=threshold)
+    expected = paste_masks(masks, boxes, (20, 30), threshold=threshold, mode=mode)
     dtype = np.float32 if threshold is None else np.bool_
     garbage = np.full(expected.shape, 7, dtype)
-    _C.paste_masks(threshold, False, masks, boxes, garbage)
+    _C.paste_masks(threshold, False, mode, masks, boxes, garbage)
     np.testing.assert_array_equal(garbage, expected)
 
     garbage = np.full(expected.shape, 7, dtype)
-    _C.paste_masks(threshold, True, masks, boxes, garbage)
+    _C.paste_masks(threshold, True, mode, masks, boxes, garbage)
     outside = np.ones(expected.shape, bool)
     for i, box in enumerate(boxes):
         if (box := expanded_int_box(box, 7, 7)) is not None:
@@ -239,10 +335,12 @@ def test_core_writes_every_pixel_unless_told_out_holds_zeros(rng, threshold):
         np.testing.assert_array_equal(garbage[~outside], expected[~outside])
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("n,image_size", [(0, (30, 40)), (3, (0, 0)), (3, (0, 7)), (3, (5, 0)), (0, (0, 0))])
 @pytest.mark.parametrize("threshold", [None, 0.5])
-def test_empty_inputs_give_empty_outputs(rng, n, image_size, threshold):
-    out = paste_masks(random_masks(rng, n, 28), random_boxes(rng, n, (30, 30)), image_size, threshold=threshold)
+def test_empty_inputs_give_empty_outputs(rng, n, image_size, threshold, mode):
+    out = paste_masks(random_masks(rng, n, 28), random_boxes(rng, n, (30, 30)), image_size, threshold=threshold,
+                      mode=mode)
     assert out.shape == (n, *image_size)
     assert out.dtype == (np.float32 if threshold is None else np.bool_)
 
@@ -278,6 +376,21 @@ GOOD_MASKS, GOOD_BOXES = np.zeros((2, 5, 5), F32), np.zeros((2, 4), F32)
 def test_bad_input_is_refused_with_the_argument_named(masks, boxes, image_size, threshold, error, words):
     with pytest.raises(error, match=words):
         paste_masks(masks, boxes, image_size, threshold=threshold)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "", "Bicubic", None, 2])
+def test_unknown_mode_is_refused(mode):
+    expected = "mode: expected 'bilinear' or 'bicubic', got "
+    with pytest.raises(ValueError, match=expected):
+        paste_masks(GOOD_MASKS, GOOD_BOXES, (9, 9), mode=mode)
+    if torch is not None:
+        with pytest.raises(ValueError, match=expected):
+            paste_masks(torch.from_numpy(GOOD_MASKS), torch.from_numpy(GOOD_BOXES), (9, 9), mode=mode)
+    if isinstance(mode, str):  # the core checks it too
+        from detcore import _C
+
+        with pytest.raises(ValueError, match=expected + repr(mode)):
+            _C.paste_masks(None, False, mode, GOOD_MASKS, GOOD_BOXES, np.zeros((2, 9, 9), F32))
 
 
 @pytest.mark.skipif(tv_paste_masks_in_image is None, reason="needs torchvision")
@@ -326,8 +439,17 @@ class TestTorch:
         with pytest.raises(ValueError, match="image_size"):
             paste_masks(torch.zeros(1, 5, 5), torch.zeros(1, 4), (9, -9))
 
+    def test_bicubic_matches_numpy_and_scripts(self, rng):
+        masks, boxes = random_masks(rng, 6, 28), random_boxes(rng, 6, (40, 50))
+        out = paste_masks(torch.from_numpy(masks)[:, None], torch.from_numpy(boxes), (40, 50), None, "bicubic")
+        np.testing.assert_array_equal(out.numpy(), paste_masks(masks, boxes, (40, 50), mode="bicubic"))
+        scripted = torch.jit.script(paste_masks)
+        torch.testing.assert_close(scripted(torch.from_numpy(masks), torch.from_numpy(boxes), (40, 50), None,
+                                            "bicubic"), out, rtol=0, atol=0)
+
     @pytest.mark.cuda
-    def test_cuda_matches_cpu(self, rng):
+    @pytest.mark.parametrize("mode", MODES)
+    def test_cuda_matches_cpu(self, rng, mode):
         image_size = (70, 90)
         boxes64 = torch.from_numpy(np.concatenate([random_boxes(rng, 40, image_size, max_side=120, dtype=np.float64),
                                                    tricky_boxes(np.float64)]))
@@ -336,12 +458,12 @@ class TestTorch:
             masks, boxes = masks64.to(dtype), boxes64.to(dtype)
             # CUDA computes the half types in float: the float32 CPU result rounded.
             compute = torch.float64 if dtype == torch.float64 else torch.float32
-            expected = paste_masks(masks.to(compute), boxes.to(compute), image_size).to(dtype)
-            got = paste_masks(masks.cuda(), boxes.cuda(), image_size)
+            expected = paste_masks(masks.to(compute), boxes.to(compute), image_size, mode=mode).to(dtype)
+            got = paste_masks(masks.cuda(), boxes.cuda(), image_size, mode=mode)
             assert got.is_cuda and got.dtype == dtype and got.shape == expected.shape
             torch.testing.assert_close(got.cpu(), expected, atol=0, rtol=0)
             for threshold in (0.5, 0.1, -1.0):
-                got = paste_masks(masks.cuda(), boxes.cuda(), image_size, threshold=threshold)
+                got = paste_masks(masks.cuda(), boxes.cuda(), image_size, threshold=threshold, mode=mode)
                 assert got.is_cuda and got.dtype == torch.bool
                 torch.testing.assert_close(got.cpu(), expected > threshold, atol=0, rtol=0)
 
@@ -358,7 +480,8 @@ class TestTorch:
         torch.testing.assert_close(got.cpu(), paste_masks(masks.cpu(), boxes.cpu(), (50, 60)), atol=0, rtol=0)
 
 
-def test_results_do_not_depend_on_the_thread_count(rng):
+@pytest.mark.parametrize("mode", MODES)
+def test_results_do_not_depend_on_the_thread_count(rng, mode):
     import detcore
 
     image_size = (64, 48)
@@ -368,9 +491,9 @@ def test_results_do_not_depend_on_the_thread_count(rng):
     try:
         detcore.set_num_threads(1)
         with np.errstate(all="ignore"):
-            serial = paste_masks(masks, boxes, image_size)
+            serial = paste_masks(masks, boxes, image_size, mode=mode)
             detcore.set_num_threads(3)
-            parallel = paste_masks(masks, boxes, image_size)
+            parallel = paste_masks(masks, boxes, image_size, mode=mode)
     finally:
         detcore.set_num_threads(before)
     np.testing.assert_array_equal(parallel, serial)
@@ -386,18 +509,19 @@ def test_gpu_dlpack_input_runs_through_torch(rng):
 
 
 @pytest.mark.skipif(torch is None, reason="needs torch for bfloat16")
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", HALF_DTYPES)
-def test_half_precision_masks_paste_in_float(rng, dtype):
+def test_half_precision_masks_paste_in_float(rng, dtype, mode):
     image_size = (45, 61)
     masks = to_half(random_masks(rng, 12, 14), dtype)
     boxes = to_half(np.concatenate([random_boxes(rng, 12, image_size), [[np.nan, 0, 5, 5]]]), dtype)
     masks = torch.cat([masks, masks[:1]])
-    out = paste_masks(masks, boxes, image_size)
-    reference = reference_paste_masks(masks.double().numpy(), boxes.double().numpy(), image_size)
-    assert_half_result(out, paste_masks(masks.float(), boxes.float(), image_size), reference, dtype)
+    out = paste_masks(masks, boxes, image_size, mode=mode)
+    reference = reference_paste_masks(masks.double().numpy(), boxes.double().numpy(), image_size, mode)
+    assert_half_result(out, paste_masks(masks.float(), boxes.float(), image_size, mode=mode), reference, dtype)
     # With a threshold: the pasted values and the threshold compared in the masks' dtype.
-    above = paste_masks(masks, boxes, image_size, threshold=0.3)
+    above = paste_masks(masks, boxes, image_size, threshold=0.3, mode=mode)
     assert above.dtype == torch.bool
     torch.testing.assert_close(above, out > 0.3, rtol=0, atol=0)
     if dtype == "float16":  # the numpy path
-        np.testing.assert_array_equal(paste_masks(masks.numpy(), boxes.numpy(), image_size), out.numpy())
+        np.testing.assert_array_equal(paste_masks(masks.numpy(), boxes.numpy(), image_size, mode=mode), out.numpy())

@@ -28,13 +28,13 @@ struct StoreAboveThreshold {
   bool operator()(T v) const { return v > threshold; }
 };
 
-// The mask a range of image rows is pasting: its window, the taps of its
-// covered columns and, for the separable resize, its padded rows resized
-// along the width (computed on first use; each serves many image rows).
+// The mask a range of image rows is pasting (bilinear mode): its window, the
+// taps of its covered columns and, for the separable resize, its padded rows
+// resized along the width (computed on first use; each serves many image rows).
 template <typename T>
-class MaskCursor {
+class BilinearCursor {
  public:
-  MaskCursor(const T* masks, const T* boxes, int64_t mh, int64_t mw, int64_t image_h, int64_t image_w)
+  BilinearCursor(const T* masks, const T* boxes, int64_t mh, int64_t mw, int64_t image_h, int64_t image_w)
       : masks_(masks), boxes_(boxes), mh_(mh), mw_(mw), image_h_(image_h), image_w_(image_w),
         scale_x_(math::padded_scale<T>(mw)), scale_y_(math::padded_scale<T>(mh)) {}
 
@@ -99,17 +99,84 @@ class MaskCursor {
   std::vector<bool> row_ready_;
 };
 
+// The mask a range of image rows is pasting (bicubic mode): its window, the
+// cubic taps of its covered columns and its padded rows resized along the
+// width (computed on first use); an image row combines four of them.
+template <typename T>
+class BicubicCursor {
+ public:
+  BicubicCursor(const T* masks, const T* boxes, int64_t mh, int64_t mw, int64_t image_h, int64_t image_w)
+      : masks_(masks), boxes_(boxes), mh_(mh), mw_(mw), image_h_(image_h), image_w_(image_w),
+        scale_x_(math::padded_scale<T>(mw)), scale_y_(math::padded_scale<T>(mh)) {}
+
+  void seek(int64_t i) {
+    if (i == index_) return;
+    index_ = i;
+    mask_ = masks_ + i * mh_ * mw_;
+    win_ = math::paste_window(math::load_box<T>(boxes_ + 4 * i), scale_x_, scale_y_, image_h_, image_w_);
+    const int64_t covered = win_.x_end - win_.x_begin;
+    const T sx = math::resize_scale<T>(mw_ + 2, win_.width);
+    column_taps_.resize(covered);
+    for (int64_t j = 0; j < covered; ++j) column_taps_[j] = math::cubic_tap(sx, win_.x_begin + j - win_.left, mw_ + 2);
+    width_resized_.resize((mh_ + 2) * covered);
+    row_ready_.assign(mh_ + 2, false);
+  }
+
+  const math::PasteWindow& window() const { return win_; }
+
+  // Writes the covered columns [x_begin, x_end) of image row y (covered).
+  template <typename Store>
+  void paste_row(int64_t y, typename Store::out_t* out_row, const Store& store) {
+    const auto ty = math::cubic_tap(math::resize_scale<T>(mh_ + 2, win_.height), y - win_.top, mh_ + 2);
+    const T* r0 = width_resized_row(ty.i[0]);
+    const T* r1 = width_resized_row(ty.i[1]);
+    const T* r2 = width_resized_row(ty.i[2]);
+    const T* r3 = width_resized_row(ty.i[3]);
+    const int64_t covered = win_.x_end - win_.x_begin;
+    auto* out = out_row + win_.x_begin;
+    for (int64_t j = 0; j < covered; ++j) out[j] = store(math::cubic_sum(r0[j], r1[j], r2[j], r3[j], ty));
+  }
+
+ private:
+  const T* width_resized_row(int64_t r) {
+    const int64_t covered = win_.x_end - win_.x_begin;
+    T* row = width_resized_.data() + r * covered;
+    if (!row_ready_[r]) {
+      for (int64_t j = 0; j < covered; ++j) row[j] = math::cubic_along_width(mask_, mh_, mw_, r, column_taps_[j]);
+      row_ready_[r] = true;
+    }
+    return row;
+  }
+
+  const T* masks_;
+  const T* boxes_;
+  int64_t mh_, mw_, image_h_, image_w_;
+  T scale_x_, scale_y_;
+  int64_t index_ = -1;
+  const T* mask_ = nullptr;
+  math::PasteWindow win_;
+  std::vector<math::CubicTap<T>> column_taps_;
+  std::vector<T> width_resized_;
+  std::vector<bool> row_ready_;
+};
+
+// Names a cursor type in a generic lambda's argument.
+template <typename Cursor>
+struct CursorTag {
+  using type = Cursor;
+};
+
 // One task per image row of one mask: rows and columns outside the mask's
 // window get the outside value (unless out holds it already), covered pixels
 // the resized mask.
-template <typename T, typename Store>
+template <typename Cursor, typename T, typename Store>
 void paste_kernel(const T* masks, int64_t n, int64_t mh, int64_t mw, const T* boxes, int64_t image_h, int64_t image_w,
                   typename Store::out_t* out, Store store, bool out_holds_zeros) {
   const auto outside = store.outside();
   const bool fill_outside = !(out_holds_zeros && outside == decltype(outside)(0));
   const int64_t grain = std::max<int64_t>(1, 16384 / image_w);
   parallel_for(n * image_h, grain, [&](int64_t begin, int64_t end) {
-    MaskCursor<T> cursor(masks, boxes, mh, mw, image_h, image_w);
+    Cursor cursor(masks, boxes, mh, mw, image_h, image_w);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t i = row / image_h, y = row - i * image_h;
       cursor.seek(i);
@@ -136,8 +203,9 @@ static void paste_half_masks(const PasteMasksParams& params, const TensorRef& ma
                              const TensorRef& out) {
   FloatStaging staging;
   const TensorRef masks_f = staging.input(masks), boxes_f = staging.input(boxes);
+  const PasteMasksParams float_params{std::nullopt, true, params.mode};
   if (!params.threshold) {
-    cpu::paste_masks(PasteMasksParams{std::nullopt, true}, masks_f, boxes_f, staging.output(out));
+    cpu::paste_masks(float_params, masks_f, boxes_f, staging.output(out));
     staging.finish();
     return;
   }
@@ -145,7 +213,7 @@ static void paste_half_masks(const PasteMasksParams& params, const TensorRef& ma
   TensorRef pasted = out;
   pasted.dtype = DType::Float32;
   pasted.data = plane.data();
-  cpu::paste_masks(PasteMasksParams{std::nullopt, true}, masks_f, boxes_f, pasted);
+  cpu::paste_masks(float_params, masks_f, boxes_f, pasted);
   const bool bf16 = masks.dtype == DType::BFloat16;
   auto round = [bf16](float v) {
     return bf16 ? bfloat16_to_float(float_to_bfloat16(v)) : half_to_float(float_to_half(v));
@@ -170,11 +238,20 @@ void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const T
   DETCORE_DISPATCH_FLOAT32_64(masks.dtype, "paste_masks", [&] {
     const auto* m = masks.ptr<const scalar_t>();
     const auto* b = boxes.ptr<const scalar_t>();
-    if (threshold) {
-      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<bool>(),
-                   StoreAboveThreshold<scalar_t>{static_cast<scalar_t>(*threshold)}, out_holds_zeros);
+    auto paste = [&](auto cursor_tag) {
+      using Cursor = typename decltype(cursor_tag)::type;
+      if (threshold) {
+        paste_kernel<Cursor>(m, n, mh, mw, b, image_h, image_w, out.ptr<bool>(),
+                             StoreAboveThreshold<scalar_t>{static_cast<scalar_t>(*threshold)}, out_holds_zeros);
+      } else {
+        paste_kernel<Cursor>(m, n, mh, mw, b, image_h, image_w, out.ptr<scalar_t>(), StoreValue<scalar_t>{},
+                             out_holds_zeros);
+      }
+    };
+    if (params.mode == PasteMode::Bicubic) {
+      paste(CursorTag<BicubicCursor<scalar_t>>{});
     } else {
-      paste_kernel(m, n, mh, mw, b, image_h, image_w, out.ptr<scalar_t>(), StoreValue<scalar_t>{}, out_holds_zeros);
+      paste(CursorTag<BilinearCursor<scalar_t>>{});
     }
   });
 }

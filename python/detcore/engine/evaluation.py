@@ -42,9 +42,12 @@ class _Transformed(torch.utils.data.Dataset):
         return image, target
 
 
-def to_original_size(pred: dict, input_size, orig_size, mask_threshold: float = 0.5) -> dict:
+def to_original_size(pred: dict, input_size, orig_size, mask_threshold: float = 0.5,
+                     mask_paste_mode: str = "bilinear") -> dict:
     """One model output -> numpy arrays in the original image's coordinates;
-    masks as a list of RLE dicts."""
+    masks as a list of RLE dicts. Masks of an image the data pipeline resized
+    are resized back with ``mask_paste_mode`` (the model's, which pasted them),
+    "bilinear" or "bicubic"."""
     sy, sx = orig_size[0] / input_size[0], orig_size[1] / input_size[1]
     out = {"boxes": pred["boxes"].detach().float().cpu().numpy().reshape(-1, 4) * [sx, sy, sx, sy],
            "scores": pred["scores"].detach().float().cpu().numpy().reshape(-1),
@@ -61,13 +64,19 @@ def to_original_size(pred: dict, input_size, orig_size, mask_threshold: float = 
         if masks.dim() == 4:
             masks = masks[:, 0]
         if masks.shape[0] and tuple(masks.shape[-2:]) != tuple(orig_size):
-            masks = F.interpolate(masks[:, None], size=tuple(orig_size), mode="bilinear", align_corners=False)[:, 0]
+            masks = F.interpolate(masks[:, None], size=tuple(orig_size), mode=mask_paste_mode,
+                                  align_corners=False)[:, 0]
         binary = (masks >= mask_threshold).cpu().numpy().astype(np.uint8)
         rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))) if len(binary) else []
         for rle in rles:
             rle["counts"] = rle["counts"].decode("ascii")
         out["masks"] = list(rles)
     return out
+
+
+def mask_paste_mode_of(model) -> str:
+    """The model's ``mask_paste_mode`` setting ("bilinear" for models without one)."""
+    return getattr(getattr(model, "transform", None), "mask_paste_mode", "bilinear")
 
 
 @torch.no_grad()
@@ -82,6 +91,7 @@ def run_inference(model, dataset, device="cpu", *, min_size=None, max_size: int 
     length = len(dataset) if max_images is None else min(max_images, len(dataset))
     loader = torch.utils.data.DataLoader(_Transformed(dataset, transforms), batch_size=1,
                                          sampler=ShardedIndices(length, rank, world), collate_fn=collate)
+    paste_mode = mask_paste_mode_of(model)
     was_training = model.training
     model.eval()
     predictions, model_seconds = {}, 0.0
@@ -97,7 +107,8 @@ def run_inference(model, dataset, device="cpu", *, min_size=None, max_size: int 
             model_seconds += time.perf_counter() - t0
             for image, target, output in zip(images, targets, outputs):
                 orig = target.get("orig_size", tuple(image.shape[-2:]))
-                predictions[target["image_id"]] = to_original_size(output, tuple(image.shape[-2:]), orig)
+                predictions[target["image_id"]] = to_original_size(output, tuple(image.shape[-2:]), orig,
+                                                                   mask_paste_mode=paste_mode)
     finally:
         model.train(was_training)
     merged = {}

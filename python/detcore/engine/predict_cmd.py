@@ -1,5 +1,7 @@
 """``detcore predict``: images (files, folders, globs) in; a picture per image
-at its own resolution and ``detections.json`` (the dataset's category ids) out."""
+at its own resolution and ``detections.json`` (the dataset's category ids) out.
+``model.key=value`` items among the images override the checkpoint's model
+settings, as in ``detcore eval`` (e.g. ``model.mask_paste_mode=bicubic``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import os
 from typing import List
 
 from ..errors import UsageError
-from .cli_support import load_checkpoint_model, setup_device, write_json
+from .cli_support import load_checkpoint_model, setup_device, split_overrides, write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -34,30 +36,42 @@ def expand_inputs(inputs: List[str]) -> List[str]:
     return list(dict.fromkeys(paths))
 
 
+def split_model_settings(items: List[str]):
+    """The ``model.key=value`` items (that are not files) as overrides, and the other items."""
+    settings = [item for item in items if item.startswith("model.") and "=" in item and not os.path.exists(item)]
+    overrides, _ = split_overrides(settings)
+    return overrides, [item for item in items if item not in settings]
+
+
 def run(args) -> int:
     import numpy as np
     import torch
 
     from ..data import load_image
     from ..proposals.command import image_proposals
-    from .evaluation import to_original_size
+    from .evaluation import mask_paste_mode_of, to_original_size
     from .visualize import save_detection_picture
 
     if args.max_detections is not None and args.max_detections < 0:
         raise UsageError(f"--max-detections: expected a number >= 0, got {args.max_detections}")
-    images = expand_inputs(args.images)
+    overrides, inputs = split_model_settings(args.images)
+    if not inputs:
+        raise UsageError("name at least one image, folder or glob pattern")
+    images = expand_inputs(inputs)
     device = setup_device(args.device)
     if (args.weights is None) == (getattr(args, "onnx", None) is None):
         raise UsageError("pass one of --weights CKPT and --onnx FILE")
     if args.weights is None:
         from ..export.command import ExportUsageError, load_onnx_detector
 
+        if overrides:
+            raise UsageError("model.key=value settings need --weights (an ONNX file's settings are fixed at export)")
         try:
             model, meta = load_onnx_detector(args.onnx)
         except ExportUsageError as e:
             raise UsageError(str(e)) from None
     else:
-        model, meta = load_checkpoint_model(args.weights, args.model, {}, device)
+        model, meta = load_checkpoint_model(args.weights, args.model, overrides, device)
     proposals_of = image_proposals(model, args.model or meta.get("model"), args.proposals, args.proposal_cache)
     class_names = meta.get("class_names") or [str(i) for i in range(meta["num_classes"])]
     category_ids = meta.get("category_ids") or list(range(1, meta["num_classes"]))
@@ -67,7 +81,8 @@ def run(args) -> int:
         for path in images:
             image = load_image(path)
             out = model([image.to(device)], **proposals_of(path, *image.shape[-2:]))[0]
-            pred = to_original_size(out, tuple(image.shape[-2:]), tuple(image.shape[-2:]))
+            pred = to_original_size(out, tuple(image.shape[-2:]), tuple(image.shape[-2:]),
+                                    mask_paste_mode=mask_paste_mode_of(model))
             keep = np.flatnonzero(pred["scores"] >= args.score_threshold)
             keep = keep[np.argsort(-pred["scores"][keep], kind="stable")]
             if args.max_detections is not None:

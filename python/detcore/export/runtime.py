@@ -50,6 +50,7 @@ def export_metadata(model, name: str | None = None, class_names=None) -> dict:
         "multiple": required_multiple(model),
         "min_image_size": min_image_size(model),
         "mask_threshold": t.mask_threshold,
+        "mask_paste_mode": getattr(t, "mask_paste_mode", "bilinear"),
         "num_classes": getattr(model, "num_classes", None),
         "class_names": list(class_names) if class_names else None,
     }
@@ -103,7 +104,9 @@ class OnnxDetector:
                 r["keypoints"], r["keypoints_scores"] = _scale_xy(kps, size, orig), kp_scores
             if "masks" in out:
                 masks = out["masks"][:, 0]
-                pasted = ops.paste_masks(masks, r["boxes"], orig, threshold=self.meta["mask_threshold"])
+                # files exported before the setting existed paste bilinearly
+                mode = self.meta.get("mask_paste_mode", "bilinear")
+                pasted = ops.paste_masks(masks, r["boxes"], orig, self.meta["mask_threshold"], mode)
                 r["masks"] = pasted.to(masks.dtype)[:, None]
             results.append(r)
         return results

@@ -123,8 +123,9 @@ def build(name: str, num_classes: int, **overrides):
         raise
 
 
-def _transform(min_size, max_size, mask_threshold=0.5):
-    return Transform(min_size=min_size, max_size=max_size, mask_threshold=mask_threshold)
+def _transform(min_size, max_size, mask_threshold=0.5, mask_paste_mode="bilinear"):
+    return Transform(min_size=min_size, max_size=max_size, mask_threshold=mask_threshold,
+                     mask_paste_mode=mask_paste_mode)
 
 
 def resnet_fpn_backbone(
@@ -148,7 +149,7 @@ def _two_stage_fpn(
     rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, rpn_batch_size_per_image=256,
     box_batch_size_per_image=512, box_positive_fraction=0.25, bg_iou_lo=0.0, box_score_thresh=0.05,
     box_nms_thresh=0.5, box_detections_per_img=100, bn_eps=1e-5, mask=False, mask_width=256,
-    keypoints=0, keypoint_width=512, mask_threshold=0.5,
+    keypoints=0, keypoint_width=512, mask_threshold=0.5, mask_paste_mode="bilinear",
 ):
     backbone = resnet_fpn_backbone(depth, trainable_stages, (2, 3, 4, 5), "maxpool", base_width, blocks, fpn_channels, bn_eps)
     rpn = _rpn(
@@ -181,11 +182,11 @@ def _two_stage_fpn(
             keypoint_predictor=KeypointPredictor(keypoint_width, keypoints),
         )
     return GeneralizedRCNN(
-        _transform(min_size, max_size, mask_threshold), backbone, rpn, RoIHeads(**heads), num_classes
+        _transform(min_size, max_size, mask_threshold, mask_paste_mode), backbone, rpn, RoIHeads(**heads), num_classes
     )
 
 
-_MASK_KEYS = ("mask_width", "mask_threshold")
+_MASK_KEYS = ("mask_width", "mask_threshold", "mask_paste_mode")
 _KEYPOINT_KEYS = ("keypoint_width",)
 _FPN_RCNN = keyword_defaults(_two_stage_fpn, drop=("mask", "keypoints") + _MASK_KEYS + _KEYPOINT_KEYS)
 _FPN_MASK = {**_FPN_RCNN, **{k: v for k, v in keyword_defaults(_two_stage_fpn).items() if k in _MASK_KEYS}}

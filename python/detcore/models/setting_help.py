@@ -36,6 +36,7 @@ MODEL_SETTING_HELP = {
     "svd_ranks": "test time: fc6/fc7 as truncated SVDs of these ranks, e.g. (1024, 256) (Fast R-CNN 3.1; () = off)",
     "mask_width": "channels of the mask head's convs",
     "mask_threshold": "mask probability threshold when pasting masks into the image",
+    "mask_paste_mode": "resize of each mask into its box when pasted: 'bilinear' (torchvision's) or 'bicubic'",
     "num_keypoints": "keypoints per instance (detcore train takes it from the dataset)",
     "keypoint_width": "channels of the keypoint head's convs",
     # RetinaNet

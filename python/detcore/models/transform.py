@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..ops.paste_masks import PASTE_MODES
 
 
 class ImageBatch:
@@ -41,7 +42,10 @@ class Transform(nn.Module):
     """Args: min_size (an int, or a tuple to pick from at random in training),
     max_size, image_mean, image_std (ImageNet's by default), size_divisible 32,
     mask_threshold: masks in the outputs are thresholded at it (0.5, the
-    paper); None keeps the probabilities, as torchvision does."""
+    paper); None keeps the probabilities, as torchvision does.
+    mask_paste_mode: how each mask is resized into its box when pasted into
+    the image, "bilinear" (torchvision's) or "bicubic" (see
+    ``detcore.ops.paste_masks``)."""
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class Transform(nn.Module):
         image_std=(0.229, 0.224, 0.225),
         size_divisible: int = 32,
         mask_threshold=0.5,
+        mask_paste_mode: str = "bilinear",
     ):
         super().__init__()
         self.min_size = (min_size,) if isinstance(min_size, int) else tuple(min_size)
@@ -59,6 +64,9 @@ class Transform(nn.Module):
         self.image_std = tuple(image_std)
         self.size_divisible = size_divisible
         self.mask_threshold = mask_threshold
+        if mask_paste_mode not in PASTE_MODES:
+            raise ValueError(f"mask_paste_mode: expected 'bilinear' or 'bicubic', got {mask_paste_mode!r}")
+        self.mask_paste_mode = mask_paste_mode
 
     def _resize(self, image, target):
         h, w = image.shape[-2:]
@@ -111,7 +119,7 @@ class Transform(nn.Module):
             if "masks" in r:
                 m = r["masks"]
                 if m.shape[0]:
-                    pasted = ops.paste_masks(m, r["boxes"], tuple(orig), threshold=self.mask_threshold)
+                    pasted = ops.paste_masks(m, r["boxes"], tuple(orig), self.mask_threshold, self.mask_paste_mode)
                     # torchvision's contract: float (N, 1, H, W), here 0/1 when thresholded
                     m = pasted.to(m.dtype).reshape((m.shape[0], 1) + tuple(orig))
                 else:

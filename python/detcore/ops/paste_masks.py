@@ -12,6 +12,7 @@ from ._interop import MAX_IMAGE_SIDE, NUMPY, TORCH, TORCH_KIND, check_boxes, che
 from ._scripting import Array, fx_node, is_scripting
 
 _NUMPY_DTYPE_OF_TORCH = {torch.float32: np.float32, torch.float64: np.float64, torch.bool: np.bool_} if torch else {}
+PASTE_MODES = ("bilinear", "bicubic")
 
 
 def _mask_planes(masks):
@@ -43,6 +44,12 @@ def _threshold(threshold) -> Optional[float]:
     return value
 
 
+def _mode(mode) -> str:
+    if not isinstance(mode, str) or mode not in PASTE_MODES:
+        raise ValueError(f"mode: expected 'bilinear' or 'bicubic', got {mode!r}")
+    return mode
+
+
 def _output(xp, shape, dtype, like):
     """The output and whether it holds zeros already. On the CPU it is zeros
     from calloc, whose pages the OS maps on first write: the kernel then writes
@@ -56,30 +63,44 @@ def _output(xp, shape, dtype, like):
     return xp.empty(shape, dtype, like=like), False
 
 
-def _paste_masks(xp, masks, boxes, image_size, threshold):
+def _paste_masks(xp, masks, boxes, image_size, threshold, mode):
     masks = _mask_planes(masks)
     check_boxes(boxes, "boxes")
     height, width = _image_size(image_size)
     threshold = _threshold(threshold)
+    mode = _mode(mode)
     dtype = masks.dtype if threshold is None else xp.bool_
     out, holds_zeros = _output(xp, (masks.shape[0], height, width), dtype, like=masks)
-    _C.paste_masks(threshold, holds_zeros, xp.native(masks), xp.native(boxes), xp.native(out), xp.stream(masks))
+    _C.paste_masks(threshold, holds_zeros, mode, xp.native(masks), xp.native(boxes), xp.native(out),
+                   xp.stream(masks))
     return out
 
 
-def paste_masks(masks: Array, boxes: Array, image_size: Tuple[int, int], threshold: Optional[float] = None) -> Array:
+def paste_masks(
+    masks: Array, boxes: Array, image_size: Tuple[int, int], threshold: Optional[float] = None, mode: str = "bilinear"
+) -> Array:
     """Pastes each mask into an image-sized plane, as torchvision's
-    ``paste_masks_in_image(masks, boxes, image_size, padding=1)``.
+    ``paste_masks_in_image(masks, boxes, image_size, padding=1)`` (the
+    default ``mode="bilinear"``), or with a bicubic resize.
 
     Each mask is padded by one zero pixel per side, its box is enlarged by
     (M + 2) / M about its centre and truncated to integer pixels
     ``x0, y0, x1, y1``; the padded mask is resized bilinearly
     (``align_corners=False``) to ``(y1 - y0 + 1, x1 - x0 + 1)`` and placed
     with its corner on pixel ``(y0, x0)``, clipped to the image. Pixels
-    outside the box are 0. The arithmetic is ATen's CPU resize as built with
-    FMA, so float32 and float64 results equal torchvision's bit for bit on
+    outside the box are 0. The bilinear arithmetic is ATen's CPU resize as
+    built with FMA, so float32 and float64 results equal torchvision's bit for bit on
     x86-64 CPUs with FMA (and agree to a rounding elsewhere); CUDA gives the
     CPU's result, rounded to float16 / bfloat16 for those dtypes.
+
+    ``mode="bicubic"`` resizes the padded mask with Keys' cubic convolution
+    kernel (a = -0.75, as ``F.interpolate(mode="bicubic",
+    align_corners=False)`` and OpenCV) instead, everything else unchanged:
+    the same pixel centres (output index d samples the source coordinate
+    ``(d + 0.5) * in / out - 0.5``) and the four taps per axis clamped to the
+    padded mask, whose zero border is repeated beyond it (torch's rule). It
+    agrees with that F.interpolate of the padded mask to a rounding; values may
+    overshoot [0, 1] near sharp edges, as there. CUDA gives the CPU's bits.
 
     Inference only: there is no autograd formula.
 
@@ -100,6 +121,7 @@ def paste_masks(masks: Array, boxes: Array, image_size: Tuple[int, int], thresho
             ``pasted > threshold`` instead, computed in the same pass without
             the float planes; the comparison is made in the masks' dtype, like
             ``paste_masks(masks, boxes, size) > threshold``.
+        mode: ``"bilinear"`` (the default, torchvision's) or ``"bicubic"``.
 
     Returns:
         (N, H, W) pasted masks in the masks' dtype, or bool with a threshold;
@@ -107,29 +129,31 @@ def paste_masks(masks: Array, boxes: Array, image_size: Tuple[int, int], thresho
         a torch tensor for GPU ones).
     """
     if is_scripting():
-        return torch.ops.detcore.paste_masks(masks, boxes, [image_size[0], image_size[1]], threshold)
-    node = fx_node(paste_masks, masks, boxes, image_size, threshold)
+        return torch.ops.detcore.paste_masks(masks, boxes, [image_size[0], image_size[1]], threshold, mode)
+    node = fx_node(paste_masks, masks, boxes, image_size, threshold, mode)
     if node is not None:
         return node
     kind, (masks, boxes) = prepare(masks=masks, boxes=boxes)
     if kind == TORCH_KIND:
         height, width = _image_size(image_size)
-        return torch.ops.detcore.paste_masks(masks, boxes, [height, width], _threshold(threshold))
-    return _paste_masks(NUMPY, masks, boxes, image_size, threshold)
+        return torch.ops.detcore.paste_masks(masks, boxes, [height, width], _threshold(threshold), _mode(mode))
+    return _paste_masks(NUMPY, masks, boxes, image_size, threshold, mode)
 
 
 if torch is not None:
 
     @torch.library.custom_op("detcore::paste_masks", mutates_args=())
     def _paste_masks_op(
-        masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int], threshold: Optional[float]
+        masks: torch.Tensor, boxes: torch.Tensor, image_size: Sequence[int], threshold: Optional[float],
+        mode: str = "bilinear",
     ) -> torch.Tensor:
-        return _paste_masks(TORCH, masks.contiguous(), boxes.contiguous(), image_size, threshold)
+        return _paste_masks(TORCH, masks.contiguous(), boxes.contiguous(), image_size, threshold, mode)
 
     @_paste_masks_op.register_fake
-    def _(masks, boxes, image_size, threshold):
+    def _(masks, boxes, image_size, threshold, mode="bilinear"):
         masks = _mask_planes(masks)
         check_boxes(boxes, "boxes")
+        _mode(mode)
         height, width = image_size
         dtype = masks.dtype if threshold is None else torch.bool
         return masks.new_empty((masks.shape[0], height, width), dtype=dtype)

@@ -15,6 +15,18 @@
 // there, a sum of the four pixels times products of the weights. So float32
 // and float64 results equal torchvision's bit for bit on x86-64 with FMA.
 //
+// The bicubic mode (PasteMode::Bicubic) changes step 2 only: the padded mask
+// is resized with Keys' cubic convolution kernel, a = -0.75 (torch's and
+// OpenCV's bicubic), at the same pixel centres (align_corners=False: output
+// index d samples source coordinate (d + 0.5) * in / out - 0.5, not clamped);
+// the four taps of each axis, floor(src) - 1 ... floor(src) + 2, are clamped
+// to the padded mask (its border of zeros is repeated), as torch's
+// upsample_bicubic2d does. The resize is separable: each padded row is resized
+// along the width, then four such rows are combined along the height, in the
+// accumulation type without FMA, so CPU and CUDA give the same bits; values
+// may overshoot [0, 1] near sharp edges (the kernel has negative lobes), as
+// F.interpolate(mode="bicubic") does.
+//
 // Boxes whose expanded coordinates include a NaN (any NaN or infinite input
 // coordinate gives one) paste nothing. Expanded coordinates are clamped to
 // +-2^40 before the integer cast, so huge boxes never overflow it.
@@ -185,6 +197,80 @@ DETCORE_HOST_DEVICE A resized_pixel(const S* mask, int64_t mh, int64_t mw, const
   const A v11 = padded_pixel<A>(mask, mh, mw, ty.i1, tx.i1);
   const A sum = lerp_pair(v00, mul_rn(ty.w0, tx.w0), v01, mul_rn(ty.w0, tx.w1));
   return fused_mul_add(v11, mul_rn(ty.w1, tx.w1), fused_mul_add(v10, mul_rn(ty.w1, tx.w0), sum));
+}
+
+// --- Bicubic resize -------------------------------------------------------
+
+// Keys' a of the cubic convolution kernel, as torch and OpenCV use.
+constexpr double kCubicA = -0.75;
+
+template <typename A>
+DETCORE_HOST_DEVICE A floor_of(A v) {
+#if defined(__CUDA_ARCH__)
+  return floor(v);
+#else
+  return std::floor(v);
+#endif
+}
+
+// The kernel at distance x in [0, 1]: ((a + 2) x - (a + 3)) x^2 + 1.
+template <typename A>
+DETCORE_HOST_DEVICE A cubic_weight_near(A x) {
+  const A a = static_cast<A>(kCubicA);
+  return mul_rn(mul_rn(mul_rn(a + A(2), x) - (a + A(3)), x), x) + A(1);
+}
+
+// The kernel at distance x in [1, 2]: ((a x - 5a) x + 8a) x - 4a.
+template <typename A>
+DETCORE_HOST_DEVICE A cubic_weight_far(A x) {
+  const A a = static_cast<A>(kCubicA);
+  return mul_rn(mul_rn(mul_rn(a, x) - mul_rn(A(5), a), x) + mul_rn(A(8), a), x) - mul_rn(A(4), a);
+}
+
+// The four source pixels (clamped to [0, in_size)) and weights of one output
+// index of an align_corners=False cubic resize; scale is resize_scale().
+template <typename A>
+struct CubicTap {
+  int64_t i[4];
+  A w[4];
+};
+
+template <typename A>
+DETCORE_HOST_DEVICE CubicTap<A> cubic_tap(A scale, int64_t dst, int64_t in_size) {
+  const A src = mul_rn(scale, static_cast<A>(dst) + A(0.5)) - A(0.5);
+  const A base = floor_of(src);
+  const A t = src - base;
+  const int64_t i0 = static_cast<int64_t>(base);
+  CubicTap<A> tap;
+  for (int k = 0; k < 4; ++k) tap.i[k] = min_of<int64_t>(max_of<int64_t>(i0 - 1 + k, 0), in_size - 1);
+  tap.w[0] = cubic_weight_far(t + A(1));
+  tap.w[1] = cubic_weight_near(t);
+  tap.w[2] = cubic_weight_near(A(1) - t);
+  tap.w[3] = cubic_weight_far(A(2) - t);
+  return tap;
+}
+
+// v[0] w[0] + v[1] w[1] + v[2] w[2] + v[3] w[3], summed in that order.
+template <typename A>
+DETCORE_HOST_DEVICE A cubic_sum(A v0, A v1, A v2, A v3, const CubicTap<A>& tap) {
+  return ((mul_rn(v0, tap.w[0]) + mul_rn(v1, tap.w[1])) + mul_rn(v2, tap.w[2])) + mul_rn(v3, tap.w[3]);
+}
+
+// Row r of the padded mask resized along the width, at the column of tap tx.
+template <typename A, typename S>
+DETCORE_HOST_DEVICE A cubic_along_width(const S* mask, int64_t mh, int64_t mw, int64_t r, const CubicTap<A>& tx) {
+  return cubic_sum(padded_pixel<A>(mask, mh, mw, r, tx.i[0]), padded_pixel<A>(mask, mh, mw, r, tx.i[1]),
+                   padded_pixel<A>(mask, mh, mw, r, tx.i[2]), padded_pixel<A>(mask, mh, mw, r, tx.i[3]), tx);
+}
+
+// The bicubically resized padded mask at one pixel: the four width-resized
+// rows of ty combined along the height (what the CPU kernel computes from its
+// cached rows).
+template <typename A, typename S>
+DETCORE_HOST_DEVICE A cubic_resized_pixel(const S* mask, int64_t mh, int64_t mw, const CubicTap<A>& ty,
+                                          const CubicTap<A>& tx) {
+  return cubic_sum(cubic_along_width(mask, mh, mw, ty.i[0], tx), cubic_along_width(mask, mh, mw, ty.i[1], tx),
+                   cubic_along_width(mask, mh, mw, ty.i[2], tx), cubic_along_width(mask, mh, mw, ty.i[3], tx), ty);
 }
 
 }  // namespace detcore::math
