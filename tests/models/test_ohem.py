@@ -99,6 +99,12 @@ def test_equal_losses_keep_the_lower_index_first():
     assert pick(boxes, [0.0] * 4, 4, 0.7) == [0, 1, 2, 3]
 
 
+def test_nan_losses_rank_last_and_nan_boxes_suppress_nothing():
+    boxes = [[0, 0, 10, 10], [30, 0, 40, 10], [0, 0, 10, 10], [math.nan] * 4]
+    assert pick(boxes, [math.nan, 1.0, 2.0, 3.0], 4, 0.5) == [3, 2, 1]  # 0 is a copy of 2, which ranks higher
+    assert pick(boxes, [math.nan, 1.0, math.nan, 3.0], 4, 0.5) == [3, 1, 0]
+
+
 def test_the_foreground_background_ratio():
     boxes = [[i * 20, 0, i * 20 + 10, 10] for i in range(12)]
     losses = [0.1, 0.2] + [float(i) for i in range(1, 11)]  # the two positives are the easiest examples

@@ -70,14 +70,15 @@ def hardest_examples(boxes: torch.Tensor, losses: torch.Tensor, batch_size: int,
     Returns positives first, then negatives, each by decreasing loss (without
     ``positive_fraction``: all by decreasing loss). Fewer candidates than
     ``batch_size`` give them all (after NMS). Losses are only compared, never
-    differentiated."""
+    differentiated; a NaN loss ranks below every number."""
     check_ohem_settings(batch_size, nms_thresh, positive_fraction, batch_name="batch_size")
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or losses.shape != boxes.shape[:1]:
         raise ValueError(f"boxes, losses: expected shapes (N, 4) and (N,), got {tuple(boxes.shape)} and "
                          f"{tuple(losses.shape)}")
     if positive_fraction is not None and (positive is None or positive.shape != losses.shape):
         raise ValueError("positive: expected a bool mask of shape (N,) with positive_fraction")
-    losses = losses.detach()
+    # a NaN loss ranks last, as ops.nms ranks a NaN score, so both orders agree
+    losses = torch.nan_to_num(losses.detach(), nan=-math.inf)
     boxes = boxes.detach().to(losses.dtype)
     n = losses.shape[0]
     # Greedy NMS over the k highest-loss examples keeps exactly the examples a
