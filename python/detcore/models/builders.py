@@ -149,7 +149,8 @@ def _two_stage_fpn(
     rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, rpn_batch_size_per_image=256,
     box_batch_size_per_image=512, box_positive_fraction=0.25, bg_iou_lo=0.0, box_score_thresh=0.05,
     box_nms_thresh=0.5, box_detections_per_img=100, bn_eps=1e-5, mask=False, mask_width=256,
-    keypoints=0, keypoint_width=512, mask_threshold=0.5, mask_paste_mode="bilinear",
+    keypoints=0, keypoint_width=512, mask_threshold=0.5, mask_paste_mode="bilinear", roi_sampler="balanced",
+    ohem_nms_thresh=0.7,
 ):
     backbone = resnet_fpn_backbone(depth, trainable_stages, (2, 3, 4, 5), "maxpool", base_width, blocks, fpn_channels, bn_eps)
     rpn = _rpn(
@@ -168,6 +169,8 @@ def _two_stage_fpn(
         score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh,
         detections_per_img=box_detections_per_img,
+        sampler=roi_sampler,
+        ohem_nms_thresh=ohem_nms_thresh,
     )
     if mask:
         heads.update(
@@ -232,7 +235,7 @@ def _vgg16(
     num_classes, with_rpn, min_size=600, max_size=1000, base_width=64, trainable_stages=3, representation_size=4096,
     pooler="pool", sampling_ratio=2, aligned=False, bg_iou_lo=None, box_batch_size_per_image=512,
     rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, box_score_thresh=0.05, box_nms_thresh=0.3,
-    box_detections_per_img=100, dropout=0.5, svd_ranks=(),
+    box_detections_per_img=100, dropout=0.5, svd_ranks=(), roi_sampler="balanced", ohem_nms_thresh=0.7,
 ):
     backbone = vgg16_body(base_width, trainable_stages)
     c = backbone.out_channels
@@ -253,6 +256,8 @@ def _vgg16(
         score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh,
         detections_per_img=box_detections_per_img,
+        sampler=roi_sampler,
+        ohem_nms_thresh=ohem_nms_thresh,
     )
     transform = Transform(min_size, max_size, image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
     if rpn is None:

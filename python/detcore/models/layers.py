@@ -58,11 +58,12 @@ def set_frozen_bn_eps(model: nn.Module, eps: float) -> None:
             m.eps = eps
 
 
-def smooth_l1_loss(input: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
-    """Summed smooth L1 (Huber with transition at `beta`), as Fast R-CNN's box loss."""
+def smooth_l1_loss(input: torch.Tensor, target: torch.Tensor, beta: float, reduction: str = "sum") -> torch.Tensor:
+    """Smooth L1 (Huber with transition at `beta`), as Fast R-CNN's box loss:
+    summed, or per element with ``reduction="none"``."""
     diff = (input - target).abs()
     loss = torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta) if beta > 0 else diff
-    return loss.sum()
+    return loss if reduction == "none" else loss.sum()
 
 
 class ConvStack(nn.Module):

@@ -29,6 +29,8 @@ MODEL_SETTING_HELP = {
     "box_batch_size_per_image": "RoIs sampled per image for the box head's loss",
     "box_positive_fraction": "fraction of foreground RoIs in that sample",
     "bg_iou_lo": "lowest IoU of a background RoI (Fast R-CNN: 0.1)",
+    "roi_sampler": "training RoIs: 'balanced' (at random, box_positive_fraction foreground) or 'ohem' (the "
+                   "box_batch_size_per_image highest-loss RoIs after an NMS by loss; Shrivastava et al. 2016)",
     "box_score_thresh": "detections scoring lower are dropped",
     "box_nms_thresh": "per-class NMS IoU threshold of the detections",
     "box_detections_per_img": "at most this many detections per image",
@@ -42,12 +44,19 @@ MODEL_SETTING_HELP = {
     # RetinaNet
     "fg_iou_thresh": "anchors with IoU >= this are foreground",
     "bg_iou_thresh": "anchors with IoU < this are background",
-    "focal_alpha": "focal loss alpha",
-    "focal_gamma": "focal loss gamma",
+    "focal_alpha": "focal loss alpha, the weight of the positives (negative: no weighting; dense_loss='focal')",
+    "focal_gamma": "focal loss gamma (0: alpha-balanced cross entropy; dense_loss='focal')",
     "score_thresh": "detections scoring lower are dropped",
     "nms_thresh": "NMS IoU threshold of the detections",
     "detections_per_img": "at most this many detections per image",
     "topk_candidates": "candidates kept per level before NMS",
+    "dense_loss": "classification loss: 'focal' (every anchor; focal_gamma=0 is alpha-balanced cross entropy) "
+                  "or 'ohem' (cross entropy on the highest-loss anchors after an NMS by loss)",
+    "ohem_batch_size_per_image": "OHEM: anchors per image trained on (the highest-loss ones)",
+    "ohem_positive_fraction": "OHEM: at most this fraction of the anchors foreground and (1 - f) / f negatives "
+                              "per positive (0.25: 'OHEM 1:3'); None: no ratio",
+    # online hard example mining, RoI heads and RetinaNet
+    "ohem_nms_thresh": "OHEM: IoU above which a lower-loss example's box is suppressed (>= 1: no NMS)",
     # R-CNN and SPP-net (region detectors with SVM and regressor stages)
     "input_size": "R-CNN: side of the warped region fed to the CNN (227, the paper)",
     "context_pad": "R-CNN: pixels of context around each box in the warped region (16)",

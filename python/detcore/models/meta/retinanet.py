@@ -1,10 +1,13 @@
 """RetinaNet: FPN P3-P7, 4-conv class and box towers shared by the levels,
 A = 9 anchors per position, sigmoid focal loss normalised by the number of
-positive anchors, per-level top-k before a class-aware NMS."""
+positive anchors (or, for the paper's Table 1d comparison, cross entropy on
+the anchors online hard example mining picks), per-level top-k before a
+class-aware NMS."""
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +16,7 @@ from torch import nn
 from ... import ops
 from ..box_ops import BoxCoder, clip_boxes
 from ..fuse import fuse
+from ..ohem import check_ohem_settings, hardest_examples
 from ..proposal.rpn import flatten_level
 from ..roi_heads.matching import BETWEEN, Matcher
 from ..transform import Transform
@@ -60,7 +64,19 @@ class RetinaNet(nn.Module):
     """num_classes logits per anchor (torchvision's convention: index 0 is
     background and never a target). Defaults: fg IoU 0.5, bg IoU 0.4,
     focal alpha 0.25, gamma 2, score_thresh 0.05, topk_candidates 1000 per
-    level, nms 0.5, 300 detections per image."""
+    level, nms 0.5, 300 detections per image.
+
+    ``dense_loss`` is the classification loss: "focal" (the focal loss over
+    every anchor, normalised by the number of positive anchors; with
+    ``focal_gamma=0`` it is the alpha-balanced cross entropy of the paper's
+    Table 1a), or "ohem": plain sigmoid cross entropy (no alpha, no gamma)
+    averaged over the ``ohem_batch_size_per_image`` highest-loss anchors of
+    each image left after an NMS of the anchor boxes by their loss at IoU
+    ``ohem_nms_thresh``, with at most ``ohem_positive_fraction`` of them
+    foreground (None: no ratio; 0.25: "OHEM 1:3") -- the paper's Table 1d,
+    whose best OHEM (128 anchors, NMS 0.5, no ratio) gives the defaults.
+    Ignored anchors (IoU between the thresholds) are never examples. The box
+    regression loss is the same in both: every positive anchor."""
 
     def __init__(
         self,
@@ -77,6 +93,10 @@ class RetinaNet(nn.Module):
         nms_thresh: float = 0.5,
         detections_per_img: int = 300,
         topk_candidates: int = 1000,
+        dense_loss: str = "focal",
+        ohem_batch_size_per_image: int = 128,
+        ohem_nms_thresh: float = 0.5,
+        ohem_positive_fraction: Optional[float] = None,
     ):
         super().__init__()
         self.transform = transform
@@ -92,6 +112,13 @@ class RetinaNet(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
+        if dense_loss not in ("focal", "ohem"):
+            raise ValueError(f"dense_loss: expected 'focal' or 'ohem', got {dense_loss!r}")
+        check_ohem_settings(ohem_batch_size_per_image, ohem_nms_thresh, ohem_positive_fraction)
+        self.dense_loss = dense_loss
+        self.ohem_batch_size_per_image = ohem_batch_size_per_image
+        self.ohem_nms_thresh = ohem_nms_thresh
+        self.ohem_positive_fraction = ohem_positive_fraction
 
     def fuse(self):
         """Fold the frozen batch norms into the convolutions for inference
@@ -125,12 +152,30 @@ class RetinaNet(nn.Module):
             cls_t = torch.full_like(matches, self.num_classes)
             cls_t[fg] = t["labels"][matches[fg]]
             cls_t[matches == BETWEEN] = -1
-            fl = ops.sigmoid_focal_loss(lg, cls_t, self.focal_alpha, self.focal_gamma, "sum")
-            cls_losses.append(fl / num_fg)
+            if self.dense_loss == "ohem":
+                cls_losses.append(self._ohem_loss(lg, cls_t, anchors)[0])
+            else:
+                fl = ops.sigmoid_focal_loss(lg, cls_t, self.focal_alpha, self.focal_gamma, "sum")
+                cls_losses.append(fl / num_fg)
             reg_t = self.box_coder.encode(gt[matches[fg]], anchors[fg])
             box_losses.append(F.l1_loss(dl[fg], reg_t, reduction="sum") / num_fg)
         n = len(targets)
         return {"classification": sum(cls_losses) / n, "bbox_regression": sum(box_losses) / n}
+
+    def _ohem_loss(self, logits, cls_targets, anchors):
+        """One image's OHEM classification loss and the anchors it trains on.
+        A read-only pass scores each anchor by its cross entropy summed over
+        the classes; the loss is the mean over the picked anchors, so only
+        their logits get a gradient."""
+        candidates = torch.where(cls_targets >= 0)[0]
+        with torch.no_grad():
+            per_anchor = ops.sigmoid_focal_loss(logits[candidates].detach(), cls_targets[candidates], -1.0, 0.0,
+                                                "none").sum(1)
+        picked = candidates[hardest_examples(
+            anchors[candidates], per_anchor, self.ohem_batch_size_per_image, self.ohem_nms_thresh,
+            cls_targets[candidates] < self.num_classes, self.ohem_positive_fraction)]
+        ce = ops.sigmoid_focal_loss(logits[picked], cls_targets[picked], -1.0, 0.0, "sum")
+        return ce / max(1, picked.numel()), picked
 
     def _postprocess(self, logits, deltas, anchors, image_sizes):
         results = []

@@ -103,6 +103,17 @@ def box_loss(class_logits, box_deltas, labels, reg_targets):
     return cls_loss, reg_loss
 
 
+def box_loss_per_roi(class_logits, box_deltas, labels, reg_targets):
+    """Each RoI's share of :func:`box_loss`: its log loss plus, for a
+    foreground RoI, the smooth L1 of its class's deltas (their mean over the
+    RoIs is box_loss's sum). What online hard example mining ranks RoIs by."""
+    loss = F.cross_entropy(class_logits, labels, reduction="none")
+    fg = torch.where(labels > 0)[0]
+    deltas = box_deltas.reshape(box_deltas.shape[0], -1, 4)[fg, labels[fg]]
+    reg = smooth_l1_loss(deltas, reg_targets[fg], beta=1 / 9, reduction="none").sum(1)
+    return loss.index_add(0, fg, reg.to(loss.dtype))
+
+
 def postprocess_boxes(
     class_logits, box_deltas, proposals, image_sizes, box_coder, score_thresh, nms_thresh, detections_per_img
 ):

@@ -8,7 +8,8 @@ from torch import nn
 
 from ... import ops
 from ..box_ops import BoxCoder
-from .box_head import box_loss, postprocess_boxes
+from ..ohem import check_ohem_settings, hardest_examples
+from .box_head import box_loss, box_loss_per_roi, postprocess_boxes
 from .keypoint_head import heatmaps_to_keypoints, keypoint_loss
 from .mask_head import mask_loss, mask_probs
 from .matching import BETWEEN, BELOW_LOW, BalancedSampler, Matcher
@@ -21,7 +22,16 @@ class RoIHeads(nn.Module):
     bg_iou_lo 0.0 (background IoU in [bg_iou_lo, bg_iou_thresh); the Fast
     R-CNN paper used 0.1); batch_size_per_image 512; positive_fraction 0.25;
     bbox_reg_weights (10, 10, 5, 5); score_thresh 0.05; nms_thresh 0.5;
-    detections_per_img 100. mask_* / keypoint_*: optional branches."""
+    detections_per_img 100. mask_* / keypoint_*: optional branches.
+
+    sampler: how the training RoIs are picked. "balanced" (Fast R-CNN):
+    batch_size_per_image at random, at most positive_fraction foreground.
+    "ohem" (online hard example mining, Shrivastava et al. 2016): a
+    read-only pass (no gradient, dropout off) scores every candidate RoI by
+    its classification + box loss, an NMS of the RoIs by loss at IoU
+    ohem_nms_thresh (0.7, the paper's) drops near copies, and the
+    batch_size_per_image highest-loss survivors of each image are the only
+    RoIs of the training pass; positive_fraction is not used."""
 
     def __init__(
         self,
@@ -43,12 +53,21 @@ class RoIHeads(nn.Module):
         keypoint_pooler=None,
         keypoint_head=None,
         keypoint_predictor=None,
+        sampler: str = "balanced",
+        ohem_nms_thresh: float = 0.7,
     ):
         super().__init__()
         self.box_pooler = box_pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
         self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality=False, ignore_below=bg_iou_lo)
+        if sampler not in ("balanced", "ohem"):
+            raise ValueError(f"roi_sampler: expected 'balanced' or 'ohem', got {sampler!r}")
+        if sampler == "ohem":
+            check_ohem_settings(batch_size_per_image, ohem_nms_thresh, batch_name="box_batch_size_per_image")
+        self.ohem = sampler == "ohem"
+        self.ohem_nms_thresh = ohem_nms_thresh
+        self.batch_size_per_image = batch_size_per_image
         self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
         self.box_coder = BoxCoder(bbox_reg_weights)
         self.score_thresh = score_thresh
@@ -71,8 +90,8 @@ class RoIHeads(nn.Module):
 
     def _sample(self, proposals, targets):
         """Adds the ground truth to the proposals, labels them by IoU and
-        samples a balanced set. Returns per image: boxes, labels, matched gt
-        index, regression targets."""
+        samples a balanced set (with OHEM: keeps every labelled one). Returns
+        per image: boxes, labels, matched gt index, regression targets."""
         out = []
         for props, t in zip(proposals, targets):
             gt = t["boxes"].to(props.dtype)
@@ -86,17 +105,42 @@ class RoIHeads(nn.Module):
                 labels = t["labels"][matched].to(torch.int64)
                 labels[m == BELOW_LOW] = 0
                 labels[m == BETWEEN] = -1
-            pos, neg = self.sampler(labels)
-            keep = torch.cat([pos, neg])
+            if self.ohem:
+                keep = torch.where(labels >= 0)[0]
+            else:
+                keep = torch.cat(self.sampler(labels))
             props, labels, matched = props[keep], labels[keep], matched[keep]
             gt_for_reg = gt if gt.shape[0] else props.new_zeros((1, 4))
             out.append((props, labels, matched, self.box_coder.encode(gt_for_reg[matched], props)))
+        return [list(x) for x in zip(*out)]
+
+    def _hardest(self, features, proposals, labels, matched, reg_targets):
+        """OHEM: the read-only pass over every candidate RoI, then per image
+        the highest-loss RoIs after the NMS by loss (see the class doc)."""
+        modes = [(m, m.training) for m in (self.box_head, self.box_predictor)]
+        try:
+            for m, _ in modes:
+                m.train(False)
+            with torch.no_grad():
+                logits, deltas = self.box_predictor(self.box_head(self.box_pooler(features, proposals)))
+                losses = box_loss_per_roi(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
+        finally:
+            for m, mode in modes:
+                m.train(mode)
+        out = []
+        for p, lab, m, r, loss in zip(proposals, labels, matched, reg_targets,
+                                      losses.split([p.shape[0] for p in proposals])):
+            keep = hardest_examples(p, loss, self.batch_size_per_image, self.ohem_nms_thresh)
+            out.append((p[keep], lab[keep], m[keep], r[keep]))
         return [list(x) for x in zip(*out)]
 
     def forward(self, features, proposals, image_sizes, targets=None):
         """Returns (detections per image, losses)."""
         if self.training:
             proposals, labels, matched, reg_targets = self._sample(proposals, targets)
+            if self.ohem:
+                proposals, labels, matched, reg_targets = self._hardest(
+                    features, proposals, labels, matched, reg_targets)
         x = self.box_pooler(features, proposals)
         class_logits, box_deltas = self.box_predictor(self.box_head(x))
         if self.training:
