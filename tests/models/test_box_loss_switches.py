@@ -106,6 +106,13 @@ def test_bad_switches(change, message):
         build("faster_rcnn_r50_fpn", **change)
 
 
+def test_roi_heads_refuse_a_non_bool_switch():
+    from detcore.models.roi_heads.roi_heads import RoIHeads
+
+    with pytest.raises(ValueError, match="box_reg_at_test: expected true or false"):
+        RoIHeads(None, None, None, box_reg_at_test="no")
+
+
 def _matches_a_proposal(boxes, proposals):
     return torch.cdist(boxes.double(), proposals.double(), p=float("inf")).min(1).values
 

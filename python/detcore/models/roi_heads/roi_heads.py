@@ -58,11 +58,13 @@ class RoIHeads(nn.Module):
         for name, weight in (("cls_loss_weight", cls_loss_weight), ("box_reg_loss_weight", box_reg_loss_weight)):
             if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < float("inf")):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {weight!r}")
+        if not isinstance(box_reg_at_test, bool):
+            raise ValueError(f"box_reg_at_test: expected true or false, got {box_reg_at_test!r}")
         if cls_loss_weight == 0 and box_reg_loss_weight == 0:
             raise ValueError("cls_loss_weight, box_reg_loss_weight: expected at least one > 0, got both 0")
         self.cls_loss_weight = float(cls_loss_weight)
         self.box_reg_loss_weight = float(box_reg_loss_weight)
-        self.box_reg_at_test = bool(box_reg_at_test)
+        self.box_reg_at_test = box_reg_at_test
         self.box_pooler = box_pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
