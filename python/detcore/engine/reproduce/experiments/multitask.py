@@ -101,7 +101,9 @@ class Multitask(Experiment):
       adds about 0.5 s per image; the residual network is the one the demo
       trains from scratch in minutes. The switches act on the RoI head alone:
       the RPN keeps its own losses in every variant, and ``box_reg_at_test=false``
-      returns its proposals. Estimated 12-14 minutes on an idle 2-core machine.
+      returns its proposals. About 12 minutes on an idle 2-core machine (one
+      thread: 0.25 s of CPU per training iteration, two trainings, the post-hoc
+      stage, four evaluations of 60 images, the data).
     * ``paper``: VOC07 trainval -> test, ``fast_rcnn_vgg16`` on selective search
       ("fast", 2000 boxes), started from ImageNet weights (``--weights``),
       fine-tuned from conv3_1 up, s = 600, 30k + 10k iterations at lr 0.001 /
