@@ -14,7 +14,7 @@
 Detectors that take external proposals (fast_rcnn_vgg16) need ``--proposals
 selective_search[:fast|quality[:MAX_BOXES]]`` or ``--proposals FILE`` in train, eval and predict.
 
-Dataset specs: ``synthetic[:TRAIN[:VAL]]``, ``coco:ANNOTATIONS.json:IMAGE_DIR``,
+Dataset specs: ``synthetic[:TRAIN[:VAL]]``, ``synthetic-hard[:TRAIN[:VAL]]``, ``coco:ANNOTATIONS.json:IMAGE_DIR``,
 ``voc:ROOT[:SPLIT][:classes=A,B,...]``. Settings: ``key=value`` (see
 ``detcore train --list-settings``); ``model.key=value`` goes to the model
 builder; options and settings may come in any order. Threads: every command

@@ -4,6 +4,8 @@ A dataset spec is one of
 
 * ``synthetic`` - the built-in shapes dataset, made under ``<cache>/synthetic``;
   ``synthetic:N`` makes N training images, ``synthetic:N:M`` also M validation images;
+* ``synthetic-hard[:N[:M]]`` - the harder shapes (several scales, thin bars and rings,
+  clutter, occlusion; :data:`detcore.data.synthetic.HARD`), made under ``<cache>/synthetic-hard``;
 * ``coco:ANNOTATIONS.json:IMAGE_DIR`` - a COCO-format annotation file and its images;
 * ``voc:ROOT[:SPLIT][:classes=A,B,...]`` - a VOC folder (split defaults to trainval for
   training, test otherwise); the classes are those of the annotations, sorted, unless
@@ -17,7 +19,7 @@ from typing import Optional, Sequence
 
 from .base import DatasetError
 from .coco import CocoDetection
-from .synthetic import SyntheticSpec, make_synthetic_dataset
+from .synthetic import HARD, SyntheticSpec, make_synthetic_dataset
 from .voc import VOCDetection
 
 
@@ -35,17 +37,19 @@ def build_dataset(spec: str, *, train: bool, cache_dir: str, synthetic: Syntheti
 
 def _open(spec, train, cache_dir, synthetic, classes):
     kind, _, rest = spec.partition(":")
-    if kind == "synthetic":
+    if kind in ("synthetic", "synthetic-hard"):
+        if kind == "synthetic-hard":
+            synthetic = HARD
         if rest:
             try:
                 counts = [int(v) for v in rest.split(":")]
                 if len(counts) > 2 or min(counts) < 1:
                     raise ValueError
             except ValueError:
-                raise DatasetError(f"dataset spec {spec!r}: expected synthetic[:TRAIN_IMAGES[:VAL_IMAGES]]") from None
+                raise DatasetError(f"dataset spec {spec!r}: expected {kind}[:TRAIN_IMAGES[:VAL_IMAGES]]") from None
             changes = dict(zip(("num_train", "num_val"), counts))
             synthetic = SyntheticSpec(**{**(synthetic.__dict__ if synthetic else {}), **changes})
-        paths = make_synthetic_dataset(os.path.join(cache_dir, "synthetic"), synthetic or SyntheticSpec())
+        paths = make_synthetic_dataset(os.path.join(cache_dir, kind), synthetic or SyntheticSpec())
         ann, images = paths["train" if train else "val"]
         return CocoDetection(ann, images, remove_empty=train, skip_crowd=train)
     if kind == "coco":
@@ -67,5 +71,5 @@ def _open(spec, train, cache_dir, synthetic, classes):
         split = positional[0] if positional and positional[0] else ("trainval" if train else "test")
         return VOCDetection(root, split, classes=list(classes) if classes else None, use_difficult=not train,
                             remove_empty=train)
-    raise DatasetError(f"unknown dataset spec {spec!r}: expected 'synthetic', 'coco:ANNOTATIONS.json:IMAGE_DIR' "
+    raise DatasetError(f"unknown dataset spec {spec!r}: expected 'synthetic', 'synthetic-hard', 'coco:ANNOTATIONS.json:IMAGE_DIR' "
                        f"or 'voc:ROOT[:SPLIT][:classes=A,B,...]'")

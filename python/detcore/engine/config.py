@@ -39,6 +39,7 @@ class TrainConfig:
     clip_grad_norm: float = 0.0  # 0 = no clipping
     amp: bool = False  # mixed precision (CUDA only)
     freeze: Tuple[str, ...] = ()  # parameter-name prefixes to freeze, on top of the model's frozen stages
+    train_only: Tuple[str, ...] = ()  # parameter-name prefixes to train; every other parameter frozen (): all
     # bookkeeping
     seed: int = 0
     log_period: int = 20
@@ -98,6 +99,8 @@ SETTING_HELP: Dict[str, str] = {
     "clip_grad_norm": "clip the gradients' total norm to this (0 = no clipping)",
     "amp": "mixed precision (CUDA only)",
     "freeze": "parameter-name prefixes to freeze, on top of the model's frozen stages",
+    "train_only": "parameter-name prefixes to train, every other parameter frozen, e.g. "
+                  "roi_heads.box_predictor.bbox_pred for post-hoc box regressors (empty: no such limit)",
     "seed": "seeds the weight initialisation, the batches, augmentations and samplers",
     "log_period": "log losses and lr every N iterations",
     "checkpoint_period": "write model_XXXXXXX.pth every N iterations (0 = only at the end)",

@@ -116,6 +116,20 @@ def freeze_parameters(model: torch.nn.Module, prefixes) -> int:
     return count
 
 
+def freeze_all_but(model: torch.nn.Module, prefixes) -> int:
+    """Turns off gradients for every parameter whose name starts with none of
+    ``prefixes`` (parameters already frozen stay frozen); returns how many."""
+    params = list(model.named_parameters())
+    if not any(name.startswith(p) for name, _ in params for p in prefixes):
+        raise ValueError(f"train_only: no parameter name starts with any of {list(prefixes)}")
+    count = 0
+    for name, param in params:
+        if not any(name.startswith(p) for p in prefixes):
+            param.requires_grad_(False)
+            count += 1
+    return count
+
+
 def resolve_resume(resume, output_dir: str) -> Optional[str]:
     """``resume`` is None/False (start fresh), a checkpoint path, or True / "auto"
     (the latest checkpoint in ``output_dir``)."""
@@ -152,6 +166,8 @@ def train(model: torch.nn.Module, dataset, cfg: TrainConfig, output_dir: str, *,
     try:
         if cfg.freeze:
             freeze_parameters(model, cfg.freeze)
+        if cfg.train_only:
+            freeze_all_but(model, cfg.train_only)
         optimizer = build_optimizer(model, cfg)
     except ValueError as e:  # settings that do not fit the model: the user's to change
         raise TrainingSetupError(str(e)) from None

@@ -167,8 +167,11 @@ class ExportWrapper(nn.Module):
         num_classes = class_logits.shape[-1]
         n = proposals.shape[0]
         coder = heads.box_coder
-        boxes = _decode(box_deltas.reshape(-1, 4), proposals.repeat_interleave(num_classes, dim=0), coder.weights,
-                        coder.clamp).reshape(n, num_classes, 4)
+        if heads.box_reg_at_test:
+            boxes = _decode(box_deltas.reshape(-1, 4), proposals.repeat_interleave(num_classes, dim=0), coder.weights,
+                            coder.clamp).reshape(n, num_classes, 4)
+        else:  # model.box_reg_at_test=false: every class's box is the proposal
+            boxes = proposals[:, None, :].expand(n, num_classes, 4)
         boxes = clip_boxes(boxes, (h, w))[:, 1:].reshape(-1, 4)
         scores = F.softmax(class_logits, -1)[:, 1:].reshape(-1)
         labels = torch.arange(1, num_classes).expand(n, -1).reshape(-1)

@@ -137,6 +137,12 @@ def resnet_fpn_backbone(
     return BackboneWithFPN(body, fpn)
 
 
+def _box_loss_switches(box_cls_loss_weight, box_reg_loss_weight, box_reg_at_test) -> dict:
+    """The RoI heads' multi-task switches from the builders' settings (the same in every two-stage builder)."""
+    return dict(cls_loss_weight=box_cls_loss_weight, box_reg_loss_weight=box_reg_loss_weight,
+                box_reg_at_test=box_reg_at_test)
+
+
 def _rpn(channels, anchor_sizes, aspect_ratios, pre_nms_top_n, post_nms_top_n, nms_thresh=0.7, **kw):
     anchors = AnchorGenerator(anchor_sizes, aspect_ratios)
     head = RPNHead(channels, anchors.num_anchors_per_location()[0])
@@ -150,7 +156,7 @@ def _two_stage_fpn(
     box_batch_size_per_image=512, box_positive_fraction=0.25, bg_iou_lo=0.0, box_score_thresh=0.05,
     box_nms_thresh=0.5, box_detections_per_img=100, bn_eps=1e-5, mask=False, mask_width=256,
     keypoints=0, keypoint_width=512, mask_threshold=0.5, mask_paste_mode="bilinear", roi_sampler="balanced",
-    ohem_nms_thresh=0.7,
+    ohem_nms_thresh=0.7, box_cls_loss_weight=1.0, box_reg_loss_weight=1.0, box_reg_at_test=True,
 ):
     backbone = resnet_fpn_backbone(depth, trainable_stages, (2, 3, 4, 5), "maxpool", base_width, blocks, fpn_channels, bn_eps)
     rpn = _rpn(
@@ -171,6 +177,7 @@ def _two_stage_fpn(
         detections_per_img=box_detections_per_img,
         sampler=roi_sampler,
         ohem_nms_thresh=ohem_nms_thresh,
+        **_box_loss_switches(box_cls_loss_weight, box_reg_loss_weight, box_reg_at_test),
     )
     if mask:
         heads.update(
@@ -236,6 +243,7 @@ def _vgg16(
     pooler="pool", sampling_ratio=2, aligned=False, bg_iou_lo=None, box_batch_size_per_image=512,
     rpn_pre_nms_top_n=None, rpn_post_nms_top_n=None, box_score_thresh=0.05, box_nms_thresh=0.3,
     box_detections_per_img=100, dropout=0.5, svd_ranks=(), roi_sampler="balanced", ohem_nms_thresh=0.7,
+    box_cls_loss_weight=1.0, box_reg_loss_weight=1.0, box_reg_at_test=True,
 ):
     backbone = vgg16_body(base_width, trainable_stages)
     c = backbone.out_channels
@@ -258,6 +266,7 @@ def _vgg16(
         detections_per_img=box_detections_per_img,
         sampler=roi_sampler,
         ohem_nms_thresh=ohem_nms_thresh,
+        **_box_loss_switches(box_cls_loss_weight, box_reg_loss_weight, box_reg_at_test),
     )
     transform = Transform(min_size, max_size, image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
     if rpn is None:

@@ -93,37 +93,49 @@ class BoxPredictor(nn.Module):
         return self.cls_score(x), self.bbox_pred(x)
 
 
-def box_loss(class_logits, box_deltas, labels, reg_targets):
-    """Log loss over the sampled RoIs + smooth L1 (beta 1/9) on the
-    foreground RoIs' deltas of their class, normalised by the RoI count."""
-    cls_loss = F.cross_entropy(class_logits, labels)
-    fg = torch.where(labels > 0)[0]
-    deltas = box_deltas.reshape(box_deltas.shape[0], -1, 4)[fg, labels[fg]]
-    reg_loss = smooth_l1_loss(deltas, reg_targets[fg], beta=1 / 9) / max(1, labels.numel())
-    return cls_loss, reg_loss
+def box_loss(class_logits, box_deltas, labels, reg_targets, cls_weight: float = 1.0, reg_weight: float = 1.0):
+    """``{"loss_classifier", "loss_box_reg"}``: log loss over the sampled RoIs +
+    smooth L1 (beta 1/9) on the foreground RoIs' deltas of their class,
+    normalised by the RoI count, each times its weight. A loss of weight 0 is
+    left out (not computed), so its layer gets no gradient at all."""
+    losses = {}
+    if cls_weight:
+        losses["loss_classifier"] = cls_weight * F.cross_entropy(class_logits, labels)
+    if reg_weight:
+        fg = torch.where(labels > 0)[0]
+        deltas = box_deltas.reshape(box_deltas.shape[0], -1, 4)[fg, labels[fg]]
+        reg_loss = smooth_l1_loss(deltas, reg_targets[fg], beta=1 / 9) / max(1, labels.numel())
+        losses["loss_box_reg"] = reg_weight * reg_loss
+    return losses
 
 
-def box_loss_per_roi(class_logits, box_deltas, labels, reg_targets):
-    """Each RoI's share of :func:`box_loss`: its log loss plus, for a
-    foreground RoI, the smooth L1 of its class's deltas (their mean over the
-    RoIs is box_loss's sum). What online hard example mining ranks RoIs by."""
-    loss = F.cross_entropy(class_logits, labels, reduction="none")
+def box_loss_per_roi(class_logits, box_deltas, labels, reg_targets, cls_weight: float = 1.0,
+                     reg_weight: float = 1.0):
+    """Each RoI's share of :func:`box_loss` with the same weights: its log loss
+    plus, for a foreground RoI, the smooth L1 of its class's deltas (their
+    mean over the RoIs is box_loss's sum). What online hard example mining
+    ranks RoIs by."""
+    loss = cls_weight * F.cross_entropy(class_logits, labels, reduction="none")
     fg = torch.where(labels > 0)[0]
     deltas = box_deltas.reshape(box_deltas.shape[0], -1, 4)[fg, labels[fg]]
     reg = smooth_l1_loss(deltas, reg_targets[fg], beta=1 / 9, reduction="none").sum(1)
-    return loss.index_add(0, fg, reg.to(loss.dtype))
+    return loss.index_add(0, fg, (reg_weight * reg).to(loss.dtype))
 
 
 def postprocess_boxes(
     class_logits, box_deltas, proposals, image_sizes, box_coder, score_thresh, nms_thresh, detections_per_img
 ):
     """Per image: decode every class's box, clip, drop background and scores
-    <= score_thresh and tiny boxes, per-class NMS, keep the best."""
+    <= score_thresh and tiny boxes, per-class NMS, keep the best.
+    ``box_deltas`` None: no regression, every class's box is the proposal."""
     num_classes = class_logits.shape[-1]
     counts = [p.shape[0] for p in proposals]
-    boxes_all = box_coder.decode(box_deltas, torch.cat(proposals)) if sum(counts) else box_deltas.new_zeros(
-        (0, num_classes, 4)
-    )
+    if box_deltas is None:
+        boxes_all = torch.cat(proposals).to(class_logits.dtype)[:, None, :].expand(-1, num_classes, 4)
+    elif sum(counts):
+        boxes_all = box_coder.decode(box_deltas, torch.cat(proposals))
+    else:
+        boxes_all = box_deltas.new_zeros((0, num_classes, 4))
     scores_all = F.softmax(class_logits, -1)
     results = []
     for boxes, scores, size in zip(boxes_all.split(counts), scores_all.split(counts), image_sizes):

@@ -31,7 +31,14 @@ class RoIHeads(nn.Module):
     its classification + box loss, an NMS of the RoIs by loss at IoU
     ohem_nms_thresh (0.7, the paper's) drops near copies, and the
     batch_size_per_image highest-loss survivors of each image are the only
-    RoIs of the training pass; positive_fraction is not used."""
+    RoIs of the training pass; positive_fraction is not used.
+
+    The multi-task loss's switches (the Fast R-CNN paper's Table 6):
+    cls_loss_weight and box_reg_loss_weight (1, 1) scale the classification and
+    box-regression losses; 0 leaves that loss out of the returned dict, so no
+    gradient reaches its layer (``box_predictor.cls_score`` / ``.bbox_pred``).
+    box_reg_at_test False: the detections are the proposals themselves (each
+    class scoring every proposal), the regressor unused."""
 
     def __init__(
         self,
@@ -55,8 +62,21 @@ class RoIHeads(nn.Module):
         keypoint_predictor=None,
         sampler: str = "balanced",
         ohem_nms_thresh: float = 0.7,
+        cls_loss_weight: float = 1.0,
+        box_reg_loss_weight: float = 1.0,
+        box_reg_at_test: bool = True,
     ):
         super().__init__()
+        for name, weight in (("cls_loss_weight", cls_loss_weight), ("box_reg_loss_weight", box_reg_loss_weight)):
+            if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < float("inf")):
+                raise ValueError(f"{name}: expected a finite number >= 0, got {weight!r}")
+        if not isinstance(box_reg_at_test, bool):
+            raise ValueError(f"box_reg_at_test: expected true or false, got {box_reg_at_test!r}")
+        if cls_loss_weight == 0 and box_reg_loss_weight == 0:
+            raise ValueError("cls_loss_weight, box_reg_loss_weight: expected at least one > 0, got both 0")
+        self.cls_loss_weight = float(cls_loss_weight)
+        self.box_reg_loss_weight = float(box_reg_loss_weight)
+        self.box_reg_at_test = box_reg_at_test
         self.box_pooler = box_pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
@@ -123,7 +143,8 @@ class RoIHeads(nn.Module):
                 m.train(False)
             with torch.no_grad():
                 logits, deltas = self.box_predictor(self.box_head(self.box_pooler(features, proposals)))
-                losses = box_loss_per_roi(logits, deltas, torch.cat(labels), torch.cat(reg_targets))
+                losses = box_loss_per_roi(logits, deltas, torch.cat(labels), torch.cat(reg_targets),
+                                          self.cls_loss_weight, self.box_reg_loss_weight)
         finally:
             for m, mode in modes:
                 m.train(mode)
@@ -144,8 +165,8 @@ class RoIHeads(nn.Module):
         x = self.box_pooler(features, proposals)
         class_logits, box_deltas = self.box_predictor(self.box_head(x))
         if self.training:
-            cls_loss, reg_loss = box_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(reg_targets))
-            losses = {"loss_classifier": cls_loss, "loss_box_reg": reg_loss}
+            losses = box_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(reg_targets),
+                              self.cls_loss_weight, self.box_reg_loss_weight)
             if self.has_mask or self.has_keypoint:
                 fg = [torch.where(lab > 0)[0] for lab in labels]
                 fg_boxes = [p[i] for p, i in zip(proposals, fg)]
@@ -162,7 +183,7 @@ class RoIHeads(nn.Module):
 
         results = postprocess_boxes(
             class_logits,
-            box_deltas,
+            box_deltas if self.box_reg_at_test else None,
             proposals,
             image_sizes,
             self.box_coder,
