@@ -21,7 +21,12 @@ class RoIHeads(nn.Module):
     bg_iou_lo 0.0 (background IoU in [bg_iou_lo, bg_iou_thresh); the Fast
     R-CNN paper used 0.1); batch_size_per_image 512; positive_fraction 0.25;
     bbox_reg_weights (10, 10, 5, 5); score_thresh 0.05; nms_thresh 0.5;
-    detections_per_img 100. mask_* / keypoint_*: optional branches."""
+    detections_per_img 100. mask_* / keypoint_*: optional branches.
+    mask_on_box_features: the ResNet-C4 Mask R-CNN (Figure 4 left of the
+    paper): the mask predictor reads the box head's map (``box_head.trunk``,
+    res5) of the foreground RoIs, not features of its own; ``mask_pooler`` and
+    ``mask_head`` are then None. In training the box branch's map is reused;
+    at test time the trunk runs again on the detected boxes."""
 
     def __init__(
         self,
@@ -43,8 +48,13 @@ class RoIHeads(nn.Module):
         keypoint_pooler=None,
         keypoint_head=None,
         keypoint_predictor=None,
+        mask_on_box_features: bool = False,
     ):
         super().__init__()
+        if mask_on_box_features and (mask_pooler is not None or mask_head is not None or mask_predictor is None
+                                     or not hasattr(box_head, "trunk")):
+            raise ValueError("mask_on_box_features: expected a mask_predictor, no mask_pooler or mask_head, and a "
+                             "box_head with trunk() and pool() (e.g. Res5Head)")
         self.box_pooler = box_pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
@@ -60,6 +70,7 @@ class RoIHeads(nn.Module):
         self.keypoint_pooler = keypoint_pooler
         self.keypoint_head = keypoint_head
         self.keypoint_predictor = keypoint_predictor
+        self.mask_on_box_features = mask_on_box_features
 
     @property
     def has_mask(self) -> bool:
@@ -68,6 +79,12 @@ class RoIHeads(nn.Module):
     @property
     def has_keypoint(self) -> bool:
         return self.keypoint_predictor is not None
+
+    def mask_features(self, features, boxes):
+        """What the mask predictor reads for the boxes (one (Ni, 4) tensor per image)."""
+        if self.mask_on_box_features:
+            return self.box_head.trunk(self.box_pooler(features, boxes))
+        return self.mask_head(self.mask_pooler(features, boxes))
 
     def _sample(self, proposals, targets):
         """Adds the ground truth to the proposals, labels them by IoU and
@@ -98,7 +115,11 @@ class RoIHeads(nn.Module):
         if self.training:
             proposals, labels, matched, reg_targets = self._sample(proposals, targets)
         x = self.box_pooler(features, proposals)
-        class_logits, box_deltas = self.box_predictor(self.box_head(x))
+        if self.mask_on_box_features:
+            box_map = self.box_head.trunk(x)
+            class_logits, box_deltas = self.box_predictor(self.box_head.pool(box_map))
+        else:
+            class_logits, box_deltas = self.box_predictor(self.box_head(x))
         if self.training:
             cls_loss, reg_loss = box_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(reg_targets))
             losses = {"loss_classifier": cls_loss, "loss_box_reg": reg_loss}
@@ -107,7 +128,10 @@ class RoIHeads(nn.Module):
                 fg_boxes = [p[i] for p, i in zip(proposals, fg)]
                 fg_matched = [m[i] for m, i in zip(matched, fg)]
             if self.has_mask:
-                logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, fg_boxes)))
+                if self.mask_on_box_features:  # the foreground rows of the box branch's map, in the same order
+                    logits = self.mask_predictor(box_map[torch.where(torch.cat(labels) > 0)[0]])
+                else:
+                    logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, fg_boxes)))
                 losses["loss_mask"] = mask_loss(
                     logits, fg_boxes, [t["masks"] for t in targets], [t["labels"] for t in targets], fg_matched
                 )
@@ -128,7 +152,7 @@ class RoIHeads(nn.Module):
         )
         boxes = [r["boxes"] for r in results]
         if self.has_mask:
-            logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes)))
+            logits = self.mask_predictor(self.mask_features(features, boxes))
             for r, p in zip(results, mask_probs(logits, [r["labels"] for r in results])):
                 r["masks"] = p
         if self.has_keypoint:
