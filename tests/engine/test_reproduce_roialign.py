@@ -58,6 +58,13 @@ def test_paper_preset_plans_without_data(capsys):
     assert plan["poolers"] == {"RoIPool": "roi_pool", "RoIAlign": "roi_align"}
 
 
+def test_small_preset_plans_the_hard_synthetic_data(capsys):
+    assert main(["reproduce", "roialign", "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["preset"] == "small" and plan["data"] == runs.SMALL_DATA
+    assert plan["model_settings"]["feature_stride"] == 32 and plan["settings"]["max_iter"] == 700
+
+
 def test_paper_preset_needs_imagenet_weights(tmp_path, capsys):
     assert main(["reproduce", "roialign", "--preset", "paper", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ RESNET = dict(base_width=8, blocks=(1, 1, 1, 1), fpn_channels=16, **SIZE)
 RCNN = dict(RESNET, representation_size=32, rpn_pre_nms_top_n={"training": 200, "testing": 100},
             rpn_post_nms_top_n={"training": 100, "testing": 50}, box_batch_size_per_image=64)
 C4 = dict(base_width=8, blocks=(1, 1, 1, 1), rpn_pre_nms_top_n={"training": 200, "testing": 100},
-          rpn_post_nms_top_n={"training": 100, "testing": 50}, box_batch_size_per_image=64, **SIZE)
+          rpn_post_nms_top_n={"training": 100, "testing": 50}, box_batch_size_per_image=32, **SIZE)
 VGG = dict(base_width=8, trainable_stages=5, representation_size=32, dropout=0.0, box_batch_size_per_image=64, **SIZE)
 
 TINY = {

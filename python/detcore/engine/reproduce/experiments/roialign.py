@@ -27,7 +27,7 @@ ALIGN = {"sampling_ratio": 2, "aligned": False}
 MODEL_SETTINGS = {
     "quick": dict(feature_stride=32, base_width=8, blocks=[1, 1, 1, 1], representation_size=32, mask_width=16,
                   min_size=96, max_size=128, trainable_stages=5, **ALIGN),
-    "small": dict(feature_stride=32, base_width=16, blocks=[1, 1, 1, 1], representation_size=256, mask_width=32,
+    "small": dict(feature_stride=32, base_width=8, blocks=[1, 1, 1, 1], representation_size=128, mask_width=32,
                   min_size=160, max_size=224, trainable_stages=5, **ALIGN),
     # Figure 4 (right) head on res5: fc 1024, four 256-channel mask convs; 800-pixel images; stem and res2 frozen
     "paper": dict(feature_stride=32, depth=50, representation_size=1024, mask_width=256, min_size=800,
@@ -36,7 +36,7 @@ MODEL_SETTINGS = {
 SCHEDULES = {
     "quick": dict(max_iter=4, images_per_batch=2, base_lr=0.01, warmup_iters=1, steps=[0.75], log_period=2,
                   checkpoint_period=0, tensorboard=False),
-    "small": dict(max_iter=600, images_per_batch=4, base_lr=0.02, warmup_iters=50, steps=[0.75], log_period=20,
+    "small": dict(max_iter=700, images_per_batch=4, base_lr=0.02, warmup_iters=50, steps=[0.75], log_period=20,
                   checkpoint_period=200, tensorboard=False),
     # Mask R-CNN Sec. 3.1: 16 images per batch on 8 GPUs, 160k iterations, lr 0.02 divided by 10 at 120k,
     # weight decay 1e-4, momentum 0.9. The warmup is not in the paper: Detectron's (500 iterations from lr / 3).
@@ -68,12 +68,13 @@ class RoIAlignAblation(Experiment):
     64 RoIs per image and 300 test proposals (the paper's C4 numbers; it gives
     none for C5). ``small`` - the hard synthetic shapes (objects of 8-96
     pixels on 160-224-pixel images, thin shapes, clutter), a ResNet with one
-    block per stage at width 16 (512 channels at res5, fc 256, mask convs 32),
-    from scratch, 600 iterations of 4 images (lr 0.02, / 10 after 3/4) per
-    pooler, at the data's own scale (shorter side 160): on a 5x7 stride-32
-    map a quantised bin is as coarse, relative to the objects, as on COCO;
-    about 13 minutes on an idle 2-core CPU. ``quick`` - 12 tiny images, 4
-    iterations, a width-8 network.
+    block per stage at width 8 (256 channels at res5, fc 128, mask convs 32),
+    from scratch, 700 iterations of 4 images (about 9 epochs; lr 0.02, / 10
+    after 3/4 as the paper's schedule) per pooler, at the data's own scale
+    (shorter side 160): on a 5x7 stride-32 map a quantised bin is as coarse,
+    relative to the objects, as on COCO. Estimated 14 minutes on an idle
+    2-core CPU at the default one thread (RoIAlign's backward is the largest
+    single cost of its run). ``quick`` - 12 tiny images, 4 iterations.
     """
 
     name = "roialign"
