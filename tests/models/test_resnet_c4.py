@@ -53,6 +53,25 @@ def test_c4_parts_are_where_the_papers_put_them():
     assert [len(getattr(deep.backbone.body, f"layer{i}")) for i in (1, 2, 3)] == [3, 4, 23]
 
 
+def test_trainable_stages_count_res5_as_the_last_stage():
+    def trainable(model):
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        return {"res5": any(".res5." in n for n in names), "res4": any(".layer3." in n for n in names),
+                "res3": any(".layer2." in n for n in names), "res2": any(".layer1." in n for n in names),
+                "stem": "backbone.body.conv1.weight" in names}
+
+    assert trainable(build("faster_rcnn_r50_c4", trainable_stages=0)) == dict.fromkeys(
+        ("res5", "res4", "res3", "res2", "stem"), False)
+    assert trainable(build("faster_rcnn_r50_c4", trainable_stages=1)) == {
+        "res5": True, "res4": False, "res3": False, "res2": False, "stem": False}
+    assert trainable(build("faster_rcnn_r50_c4", trainable_stages=3)) == {
+        "res5": True, "res4": True, "res3": True, "res2": False, "stem": False}
+    assert all(trainable(build("faster_rcnn_r50_c4", trainable_stages=5)).values())
+    # the heads' own layers always train
+    frozen = build("mask_rcnn_r50_c4", trainable_stages=0)
+    assert frozen.rpn.head.conv.weight.requires_grad and frozen.roi_heads.mask_predictor.deconv.weight.requires_grad
+
+
 def test_stride_32_reads_res5_with_the_fpn_style_head():
     model = build("mask_rcnn_r50_c4", feature_stride=32, representation_size=32)
     assert model.backbone.strides == [32] and hasattr(model.backbone.body, "layer4")
