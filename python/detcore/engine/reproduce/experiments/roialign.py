@@ -72,7 +72,7 @@ class RoIAlignAblation(Experiment):
     from scratch, 700 iterations of 4 images (about 9 epochs; lr 0.02, / 10
     after 3/4 as the paper's schedule) per pooler, at the data's own scale
     (shorter side 160): on a 5x7 stride-32 map a quantised bin is as coarse,
-    relative to the objects, as on COCO. Estimated 14 minutes on an idle
+    relative to the objects, as on COCO. About 13 minutes on an idle
     2-core CPU at the default one thread (RoIAlign's backward is the largest
     single cost of its run). ``quick`` - 12 tiny images, 4 iterations.
     """
