@@ -10,6 +10,8 @@ SIZE = dict(min_size=64, max_size=96)
 RESNET = dict(base_width=8, blocks=(1, 1, 1, 1), fpn_channels=16, **SIZE)
 RCNN = dict(RESNET, representation_size=32, rpn_pre_nms_top_n={"training": 200, "testing": 100},
             rpn_post_nms_top_n={"training": 100, "testing": 50}, box_batch_size_per_image=64)
+C4 = dict(base_width=8, blocks=(1, 1, 1, 1), rpn_pre_nms_top_n={"training": 200, "testing": 100},
+          rpn_post_nms_top_n={"training": 100, "testing": 50}, box_batch_size_per_image=32, **SIZE)
 VGG = dict(base_width=8, trainable_stages=5, representation_size=32, dropout=0.0, box_batch_size_per_image=64, **SIZE)
 
 TINY = {
@@ -21,6 +23,10 @@ TINY = {
     "keypoint_rcnn_r101_fpn": dict(RCNN, keypoint_width=16, box_detections_per_img=10),
     "retinanet_r50_fpn": dict(RESNET, topk_candidates=100),
     "retinanet_r101_fpn": dict(RESNET, topk_candidates=100),
+    "faster_rcnn_r50_c4": C4,
+    "faster_rcnn_r101_c4": C4,
+    "mask_rcnn_r50_c4": dict(C4, mask_width=16),
+    "mask_rcnn_r101_c4": dict(C4, mask_width=16),
     "fast_rcnn_vgg16": VGG,
     "faster_rcnn_vgg16": dict(VGG, rpn_pre_nms_top_n={"training": 200, "testing": 100},
                               rpn_post_nms_top_n={"training": 100, "testing": 50}),

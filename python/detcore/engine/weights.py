@@ -74,6 +74,10 @@ IMAGENET_FC = re.compile(r"(^|\.)fc[67]\.(weight|bias)$")
 def load_initial_weights(model: torch.nn.Module, path: str) -> str:
     """Loads ``path`` into ``model``; returns one line saying what was loaded and what was left out."""
     state, kind = _state_dict_of(path)
+    if kind == "resnet":  # e.g. the C4 detectors' res5 head takes the checkpoint's layer4
+        from ..models.torchvision_weights import place_backbone_stages
+
+        state = place_backbone_stages(state, model)
     own = model.state_dict()
     if kind == "vgg16":
         state = _imagenet_vgg16_names(state, own)

@@ -183,7 +183,11 @@ class ExportWrapper(nn.Module):
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         out = (boxes, labels, scores)
         if heads.has_mask:
-            logits = heads.mask_predictor(heads.mask_head(self._pool(heads.mask_pooler, features, boxes)))
+            if heads.mask_on_box_features:  # the ResNet-C4 Mask R-CNN: res5 again on the detections
+                mask_in = heads.box_head.trunk(self._pool(heads.box_pooler, features, boxes))
+            else:
+                mask_in = heads.mask_head(self._pool(heads.mask_pooler, features, boxes))
+            logits = heads.mask_predictor(mask_in)
             rows = torch.arange(logits.shape[0])
             out += (torch.sigmoid(logits[rows, labels])[:, None],)
         if heads.has_keypoint:

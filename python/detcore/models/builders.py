@@ -18,6 +18,7 @@ from .meta.rcnn import FastRCNN, GeneralizedRCNN
 from .meta.retinanet import RetinaNet, RetinaNetHead
 from .proposal.anchors import AnchorGenerator
 from .proposal.rpn import RPN, RPNHead
+from .resnet_c4 import two_stage_c4
 from .roi_heads.box_head import BoxPredictor, TwoFCHead
 from .roi_heads.keypoint_head import KeypointHead, KeypointPredictor
 from .roi_heads.mask_head import MaskHead, MaskPredictor
@@ -236,6 +237,23 @@ for _depth in (50, 101):
     def _retina_depth(num_classes, _d=_depth, **kw):
         kw.setdefault("depth", _d)
         return _retina(num_classes, **kw)
+
+
+# ResNet-C4 Faster / Mask R-CNN (res5 as the RoI head); feature_stride=32: Mask R-CNN's C5 ablation
+_C4_RCNN = keyword_defaults(two_stage_c4, drop=("mask",) + _MASK_KEYS)
+_C4_MASK = {**_C4_RCNN, **{k: v for k, v in keyword_defaults(two_stage_c4).items() if k in _MASK_KEYS}}
+
+for _depth in (50, 101):
+
+    @register(f"faster_rcnn_r{_depth}_c4", settings={**_C4_RCNN, "depth": _depth})
+    def _faster_c4(num_classes, _d=_depth, **kw):
+        kw.setdefault("depth", _d)
+        return two_stage_c4(num_classes, **kw)
+
+    @register(f"mask_rcnn_r{_depth}_c4", settings={**_C4_MASK, "depth": _depth})
+    def _mask_c4(num_classes, _d=_depth, **kw):
+        kw.setdefault("depth", _d)
+        return two_stage_c4(num_classes, mask=True, **kw)
 
 
 def _vgg16(

@@ -21,9 +21,13 @@ MODEL_SETTING_HELP = {
     "rpn_pre_nms_top_n": "proposals kept per level before NMS, {'training': N, 'testing': M}",
     "rpn_post_nms_top_n": "proposals kept per image after NMS, {'training': N, 'testing': M}",
     "rpn_batch_size_per_image": "anchors sampled per image for the RPN loss",
+    "feature_stride": "ResNet-C4 detectors: 16 (res4 features, res5 as the RoI head) or 32 (res5 features and "
+                      "the FPN-style head: Mask R-CNN's C5 RoIAlign ablation)",
+    "anchor_sizes": "RPN anchor sizes in pixels on the one feature map",
+    "aspect_ratios": "RPN anchor aspect ratios (height / width)",
     # RoI heads
     "representation_size": "width of the box head's fully connected layers",
-    "pooler": "RoI pooling: 'align' (RoIAlign) or 'pool' (RoIPool)",
+    "pooler": "RoI pooling: 'align' (RoIAlign) or 'pool' (RoIPool); 'roi_align' / 'roi_pool' are the same",
     "sampling_ratio": "RoIAlign sampling points per bin side (<= 0: adaptive)",
     "aligned": "RoIAlign's half-pixel shift (True: detectron2's fix)",
     "box_batch_size_per_image": "RoIs sampled per image for the box head's loss",

@@ -100,6 +100,27 @@ def convert_torchvision_state_dict(state_dict) -> tuple[dict, str]:
     return out, kind
 
 
+def place_backbone_stages(state: dict, model: nn.Module) -> dict:
+    """``state`` (converted ImageNet ResNet keys, "backbone.body.layerN.*")
+    with the stages that ``model`` holds outside its backbone renamed to where
+    they are: a module with ``torchvision_stages = {"layer4": "res5"}`` (the
+    ResNet-C4 detectors' res5 RoI head) takes ``layer4.*`` as its ``res5.*``."""
+    renames = {}
+    for name, module in model.named_modules():
+        for stage, child in (getattr(module, "torchvision_stages", None) or {}).items():
+            renames[f"backbone.body.{stage}."] = f"{name}.{child}." if name else f"{child}."
+    if not renames:
+        return state
+    out = {}
+    for key, value in state.items():
+        for old, new in renames.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
 def load_torchvision_weights(model: nn.Module, state_dict, bn_eps="auto"):
     """Load a torchvision state dict into a detcore detector.
 
@@ -117,6 +138,8 @@ def load_torchvision_weights(model: nn.Module, state_dict, bn_eps="auto"):
         unknown keys or shape mismatches.
     """
     converted, kind = convert_torchvision_state_dict(state_dict)
+    if kind == "resnet":
+        converted = place_backbone_stages(converted, model)
     own = model.state_dict()
     for key, value in converted.items():
         if key not in own:

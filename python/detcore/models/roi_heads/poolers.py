@@ -19,7 +19,8 @@ class RoIPooler(nn.Module):
         level_names: names of the feature maps to pool from (finest first).
         strides: their strides.
         output_size: S.
-        kind: "align" (RoIAlign) or "pool" (Fast R-CNN RoIPool).
+        kind: "align" (RoIAlign) or "pool" (Fast R-CNN RoIPool); "roi_align"
+            and "roi_pool" are the same.
         sampling_ratio, aligned: RoIAlign's settings (torchvision's R-CNNs: 2, False).
         canonical_scale, canonical_level: the FPN rule: a box of sqrt(area)
             = 224 goes to level 4, k = floor(4 + log2(sqrt(area) / 224)).
@@ -37,8 +38,9 @@ class RoIPooler(nn.Module):
         canonical_level: int = 4,
     ):
         super().__init__()
+        kind = {"roi_align": "align", "roi_pool": "pool"}.get(kind, kind) if isinstance(kind, str) else kind
         if kind not in ("align", "pool"):
-            raise ValueError(f"kind: expected 'align' or 'pool', got {kind!r}")
+            raise ValueError(f"pooler: expected 'align' (RoIAlign) or 'pool' (RoIPool), got {kind!r}")
         self.level_names = list(level_names)
         self.scales = [1.0 / s for s in strides]
         self.levels = [int(round(math.log2(s))) for s in strides]

@@ -38,7 +38,13 @@ class RoIHeads(nn.Module):
     box-regression losses; 0 leaves that loss out of the returned dict, so no
     gradient reaches its layer (``box_predictor.cls_score`` / ``.bbox_pred``).
     box_reg_at_test False: the detections are the proposals themselves (each
-    class scoring every proposal), the regressor unused."""
+    class scoring every proposal), the regressor unused.
+
+    mask_on_box_features: the ResNet-C4 Mask R-CNN (Figure 4 left of the
+    paper): the mask predictor reads the box head's map (``box_head.trunk``,
+    res5) of the foreground RoIs, not features of its own; ``mask_pooler`` and
+    ``mask_head`` are then None. In training the box branch's map is reused;
+    at test time the trunk runs again on the detected boxes."""
 
     def __init__(
         self,
@@ -65,8 +71,13 @@ class RoIHeads(nn.Module):
         cls_loss_weight: float = 1.0,
         box_reg_loss_weight: float = 1.0,
         box_reg_at_test: bool = True,
+        mask_on_box_features: bool = False,
     ):
         super().__init__()
+        if mask_on_box_features and (mask_pooler is not None or mask_head is not None or mask_predictor is None
+                                     or not hasattr(box_head, "trunk")):
+            raise ValueError("mask_on_box_features: expected a mask_predictor, no mask_pooler or mask_head, and a "
+                             "box_head with trunk() and pool() (e.g. Res5Head)")
         for name, weight in (("cls_loss_weight", cls_loss_weight), ("box_reg_loss_weight", box_reg_loss_weight)):
             if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < float("inf")):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {weight!r}")
@@ -99,6 +110,7 @@ class RoIHeads(nn.Module):
         self.keypoint_pooler = keypoint_pooler
         self.keypoint_head = keypoint_head
         self.keypoint_predictor = keypoint_predictor
+        self.mask_on_box_features = mask_on_box_features
 
     @property
     def has_mask(self) -> bool:
@@ -107,6 +119,12 @@ class RoIHeads(nn.Module):
     @property
     def has_keypoint(self) -> bool:
         return self.keypoint_predictor is not None
+
+    def mask_features(self, features, boxes):
+        """What the mask predictor reads for the boxes (one (Ni, 4) tensor per image)."""
+        if self.mask_on_box_features:
+            return self.box_head.trunk(self.box_pooler(features, boxes))
+        return self.mask_head(self.mask_pooler(features, boxes))
 
     def _sample(self, proposals, targets):
         """Adds the ground truth to the proposals, labels them by IoU and
@@ -163,7 +181,11 @@ class RoIHeads(nn.Module):
                 proposals, labels, matched, reg_targets = self._hardest(
                     features, proposals, labels, matched, reg_targets)
         x = self.box_pooler(features, proposals)
-        class_logits, box_deltas = self.box_predictor(self.box_head(x))
+        if self.mask_on_box_features:
+            box_map = self.box_head.trunk(x)
+            class_logits, box_deltas = self.box_predictor(self.box_head.pool(box_map))
+        else:
+            class_logits, box_deltas = self.box_predictor(self.box_head(x))
         if self.training:
             losses = box_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(reg_targets),
                               self.cls_loss_weight, self.box_reg_loss_weight)
@@ -172,7 +194,10 @@ class RoIHeads(nn.Module):
                 fg_boxes = [p[i] for p, i in zip(proposals, fg)]
                 fg_matched = [m[i] for m, i in zip(matched, fg)]
             if self.has_mask:
-                logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, fg_boxes)))
+                if self.mask_on_box_features:  # the foreground rows of the box branch's map, in the same order
+                    logits = self.mask_predictor(box_map[torch.where(torch.cat(labels) > 0)[0]])
+                else:
+                    logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, fg_boxes)))
                 losses["loss_mask"] = mask_loss(
                     logits, fg_boxes, [t["masks"] for t in targets], [t["labels"] for t in targets], fg_matched
                 )
@@ -193,7 +218,7 @@ class RoIHeads(nn.Module):
         )
         boxes = [r["boxes"] for r in results]
         if self.has_mask:
-            logits = self.mask_predictor(self.mask_head(self.mask_pooler(features, boxes)))
+            logits = self.mask_predictor(self.mask_features(features, boxes))
             for r, p in zip(results, mask_probs(logits, [r["labels"] for r in results])):
                 r["masks"] = p
         if self.has_keypoint:
