@@ -224,8 +224,12 @@ def test_box_loss_per_roi_is_each_rois_share_of_box_loss(rng):
     targets = torch.tensor(rng.normal(0, 0.3, (n, 4)))
     per_roi = box_loss_per_roi(logits, deltas, labels, targets)
     np.testing.assert_allclose(per_roi.numpy(), ref_box_loss_per_roi(logits, deltas, labels.numpy(), targets), rtol=1e-12)
-    cls_loss, reg_loss = box_loss(logits, deltas, labels, targets)
-    assert per_roi.mean().item() == pytest.approx((cls_loss + reg_loss).item(), rel=1e-12)
+    losses = box_loss(logits, deltas, labels, targets)
+    assert per_roi.mean().item() == pytest.approx(sum(losses.values()).item(), rel=1e-12)
+    # the same weights as box_loss's
+    weighted = box_loss_per_roi(logits, deltas, labels, targets, cls_weight=0.5, reg_weight=2.0)
+    losses = box_loss(logits, deltas, labels, targets, cls_weight=0.5, reg_weight=2.0)
+    assert weighted.mean().item() == pytest.approx(sum(losses.values()).item(), rel=1e-12)
 
 
 def test_roi_heads_ohem_trains_on_the_hardest_rois_of_a_read_only_pass(rng, monkeypatch):

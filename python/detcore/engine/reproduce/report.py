@@ -18,6 +18,8 @@ SUMMARY_MD = "REPRODUCTION.md"
 def _number(value: Optional[float], unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "%":
+        return f"{value:.1f}"
     text = f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
     return f"{text} {unit}".rstrip() if unit and unit != "%" else text
 
