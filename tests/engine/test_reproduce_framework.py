@@ -133,3 +133,9 @@ def test_same_direction():
     assert runs.same_direction(60, 62, 10, 11)
     assert not runs.same_direction(60, 62, 11, 10)
     assert not runs.same_direction(60, 62, 10, 10.2, tolerance=0.5)
+
+
+def test_too_weak_needs_every_arm_below_the_floor():
+    assert runs.too_weak([1.5, 4.9, None])
+    assert not runs.too_weak([1.5, 5.0])
+    assert not runs.too_weak([None, None])  # nothing measured is not "weak"; the verdict says so itself

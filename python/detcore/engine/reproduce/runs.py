@@ -136,6 +136,18 @@ def percent(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(100.0 * float(value), 1)
 
 
+# Below this AP50 (points) in every arm of a comparison, the detector learnt too little for its
+# differences to test a published effect (fixed before any run; see too_weak).
+MIN_AP50 = 5.0
+
+
+def too_weak(ap50_values: Iterable[Optional[float]], floor: float = MIN_AP50) -> bool:
+    """Whether every arm's AP50 (points) is below ``floor``: then a verdict
+    says the run does not test the claim, instead of reading noise as an effect."""
+    values = [v for v in ap50_values if v is not None]
+    return bool(values) and max(values) < floor
+
+
 def same_direction(published_a: float, published_b: float, measured_a: float, measured_b: float,
                    tolerance: float = 0.0) -> bool:
     """Whether the measured pair orders like the published pair; differences

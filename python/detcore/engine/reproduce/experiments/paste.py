@@ -10,7 +10,7 @@ import time
 from typing import Dict, List, Optional
 
 from ..base import Experiment, Outcome, Row, check_preset, register
-from ..runs import PAPER_COCO, data_specs, eval_run, percent, prepare_data, train_run
+from ..runs import MIN_AP50, PAPER_COCO, data_specs, eval_run, percent, prepare_data, too_weak, train_run
 
 MODES = ("bilinear", "bicubic")
 METRICS = ("AP", "AP50", "AP75")
@@ -18,8 +18,6 @@ MODEL = "mask_rcnn_r50_fpn"
 MASK_SIDE = 28  # the mask head's output (14 x 14 RoIAlign, one 2x deconvolution)
 # Mask AP points: differences within this count as "equally well" (chosen before any run).
 EQUAL_TOLERANCE = 0.5
-# Below this mask AP50 (points) in both modes the model is too weak for the comparison to mean anything.
-MIN_AP50 = 5.0
 TIMING_REPEATS = {"quick": 3, "small": 7, "paper": 5}
 RESULTS_FILE = "coco_instances_results.json"  # what `detcore eval -o DIR` writes
 
@@ -217,7 +215,7 @@ def verdict(measured: Dict[str, dict], agreement: Optional[float]) -> str:
         return "The mask AP could not be measured in one of the modes (no detections), so no comparison is made."
     shown = ", ".join(f"{k} {diffs[k]:+.1f}" for k in METRICS)
     equal = all(abs(d) <= EQUAL_TOLERANCE for d in diffs.values())
-    if max(measured[m]["AP50"] for m in MODES) < MIN_AP50:
+    if too_weak(measured[m]["AP50"] for m in MODES):
         head = (f"Bicubic minus bilinear mask AP points: {shown}, but the mask AP50 is below {MIN_AP50:.0f} in both "
                 f"modes: the model learnt too little (schedule, scale) for the paste to matter, so this run does not "
                 f"test the remark.")
