@@ -8,13 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from detcore.export import (
-    check_image_size,
-    decode_keypoints,
-    export_program,
-    min_image_size,
-    program_to_onnx,
-)
+from detcore.export import check_image_size, export_program, min_image_size, program_to_onnx
 from detcore.export.compare import matched_fraction
 from detcore.export.torch_export import example_inputs
 from tiny_models import build, needs_proposals
@@ -86,9 +80,8 @@ def test_torch_export_round_trip(exported, rng):
             pasted = detcore.ops.paste_masks(out[3][:, 0], out[0], (h, w), threshold=model.transform.mask_threshold)
             torch.testing.assert_close(pasted, ref["masks"][:, 0].bool())
         if "keypoints" in ref:
-            kps, kp_scores = decode_keypoints(out[3], out[0])
-            torch.testing.assert_close(kps, ref["keypoints"], rtol=0, atol=1e-5)
-            torch.testing.assert_close(kp_scores, ref["keypoints_scores"], rtol=0, atol=1e-5)
+            torch.testing.assert_close(out[3], ref["keypoints"], rtol=0, atol=1e-5)
+            torch.testing.assert_close(out[4], ref["keypoints_scores"], rtol=0, atol=1e-5)
 
 
 def test_onnx_graph_is_standard(exported):
@@ -120,11 +113,11 @@ def test_onnxruntime_gives_eager_detections(exported, rng):
             n = min(len(pasted), len(ref["masks"]))
             agree = (pasted[:n] == ref["masks"][:n, 0].bool()).float().mean().item()
             assert agree >= 0.99, agree
-        if "keypoints" in ref:
-            kps, kp_scores = decode_keypoints(torch.from_numpy(out[3]), torch.from_numpy(out[0]))
-            n = min(len(kps), len(ref["keypoints"]))
-            torch.testing.assert_close(kps[:n], ref["keypoints"][:n], rtol=0, atol=1e-3)
-            torch.testing.assert_close(kp_scores[:n], ref["keypoints_scores"][:n], rtol=0, atol=1e-4)
+        if "keypoints" in ref:  # decoded in the graph
+            assert out[3].shape[1:] == (17, 3) and out[4].shape == out[3].shape[:2]
+            n = min(len(out[3]), len(ref["keypoints"]))
+            np.testing.assert_allclose(out[3][:n], ref["keypoints"][:n].numpy(), rtol=0, atol=1e-3)
+            np.testing.assert_allclose(out[4][:n], ref["keypoints_scores"][:n].numpy(), rtol=0, atol=1e-4)
 
 
 def test_image_size_must_be_a_valid_multiple():

@@ -9,10 +9,8 @@ outputs are in the coordinates of that input: ``boxes`` (D, 4), ``labels``
 (D,) int64, ``scores`` (D,), and for Mask R-CNN ``masks`` (D, 1, M, M), the
 mask head's probabilities of each detection's class inside its box (paste
 them with `detcore.ops.paste_masks`), and for keypoint R-CNN
-``keypoint_heatmaps`` (D, K, S, S), decoded outside the graph into
-``keypoints`` and ``keypoints_scores`` with
-`detcore.export.decode_keypoints` (the decoding resizes each heatmap to its
-box's size in pixels: a per-box, data-dependent shape no exporter takes).
+``keypoints`` (D, K, 3) and ``keypoints_scores`` (D, K), decoded in the
+graph by the ``detcore::heatmaps_to_keypoints`` op (see keypoints.py).
 
 The wrapper reuses the model's modules and weights; only the steps whose
 eager code branches on data (empty-level checks, per-box Python loops) or
@@ -27,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from . import keypoints  # noqa: F401  (registers torch.ops.detcore.heatmaps_to_keypoints)
 from ..models.box_ops import clip_boxes
 from ..models.meta.rcnn import GeneralizedRCNN
 from ..models.meta.retinanet import RetinaNet
@@ -102,7 +101,7 @@ class ExportWrapper(nn.Module):
         if isinstance(self.model, GeneralizedRCNN) and self.model.roi_heads.has_mask:
             names.append("masks")
         if isinstance(self.model, GeneralizedRCNN) and self.model.roi_heads.has_keypoint:
-            names.append("keypoint_heatmaps")
+            names += ["keypoints", "keypoints_scores"]
         return names
 
     def _anchors(self, feats, h, w):
@@ -185,7 +184,8 @@ class ExportWrapper(nn.Module):
             out += (torch.sigmoid(logits[rows, labels])[:, None],)
         if heads.has_keypoint:
             pooled = self._pool(heads.keypoint_pooler, features, boxes)
-            out += (heads.keypoint_predictor(heads.keypoint_head(pooled)),)
+            maps = heads.keypoint_predictor(heads.keypoint_head(pooled))
+            out += tuple(torch.ops.detcore.heatmaps_to_keypoints(maps, boxes))
         return out
 
     def _retinanet(self, feats, h, w):
