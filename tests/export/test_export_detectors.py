@@ -10,8 +10,9 @@ import pytest
 import torch
 from detcore.export import check_image_size, export_program, min_image_size, program_to_onnx
 from detcore.export.compare import matched_fraction
+from classic_data import RCNN_TINY, SPP_TINY
 from detcore.export.torch_export import example_inputs
-from tiny_models import build, needs_proposals
+from tiny_models import NUM_CLASSES, build
 
 # sizes at which the eager transform keeps the image as it is (scale 1)
 SIZES = {
@@ -20,11 +21,26 @@ SIZES = {
     "keypoint_rcnn_r50_fpn": (96, 160),
     "retinanet_r50_fpn": (160, 224),
     "fast_rcnn_vgg16": (64, 96),
+    "faster_rcnn_vgg16": (64, 96),
+    "faster_rcnn_r101_fpn": (96, 160),
+    "rcnn_vgg16": (48, 80),
+    "sppnet_vgg16": (64, 96),
 }
+# torch.export only (see docs/deployment.md)
+NO_ONNX = {"sppnet_vgg16"}
+# repeating a structure tested above (the R101 one at the tiny models' one block per stage; at its real
+# depth, blocks (3, 4, 23, 3), it passes too but takes minutes to export)
+SLOW = {"faster_rcnn_vgg16", "faster_rcnn_r101_fpn"}
+
+
+def needs_proposals(name):
+    return name in ("fast_rcnn_vgg16", "rcnn_vgg16", "sppnet_vgg16")
 
 
 def _build(name):
     lo, hi = SIZES[name]
+    if name in ("rcnn_vgg16", "sppnet_vgg16"):
+        return _classic(name)
     if not name.startswith("retina"):
         # score threshold 0: random tiny R-CNNs score low; keep every detection
         return build(name, min_size=lo, max_size=hi, box_score_thresh=0.0).eval()
@@ -37,8 +53,31 @@ def _build(name):
     return model
 
 
+def _classic(name):
+    from detcore.models import build as build_model
+
+    if name == "sppnet_vgg16":  # untrained stages: the fine-tuned softmax scores, proposals as boxes
+        return build_model(name, NUM_CLASSES, **SPP_TINY).eval()
+    model = build_model(name, NUM_CLASSES, **RCNN_TINY).eval()
+    with torch.no_grad():
+        for layer in model.features:  # He init: PyTorch's default fades the signal over 13 convs (near-tie scores)
+            if isinstance(layer, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                layer.bias.zero_()
+        # trained stages: SVM margins and per-class box regressors
+        model.svm_weight.normal_(0, 0.5)
+        model.svm_bias.normal_(0, 0.5)
+        model.reg_weight.normal_(0, 0.01)
+        model.reg_bias.normal_(0, 0.05)
+        model.feature_scale.copy_(torch.tensor([20.0, 0.5]))
+        model.stages_done.fill_(True)
+    return model
+
+
 def _inputs(name, h, w, rng):
     image = torch.tensor(rng.uniform(0, 1, (1, 3, h, w)), dtype=torch.float32)
+    if name == "rcnn_vgg16":  # large blobs: R-CNN's warped crops of plain noise all look alike (near-tie scores)
+        image = torch.nn.functional.interpolate(image[:, :, :4, :6], size=(h, w), mode="bilinear")
     if not needs_proposals(name):
         return (image,)
     xy = rng.uniform(0, [w * 0.7, h * 0.7], (30, 2))
@@ -53,14 +92,17 @@ def _eager(model, name, inputs):
         return model([inputs[0][0]])[0]
 
 
-@pytest.fixture(scope="module", params=sorted(SIZES))
+@pytest.fixture(scope="module",
+                params=[pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else []) for n in sorted(SIZES)])
 def exported(request, tmp_path_factory):
     name = request.param
     torch.manual_seed(0)
     model = _build(name)
     program, wrapper = export_program(model)
-    path = program_to_onnx(program, example_inputs(wrapper), wrapper.output_names,
-                           tmp_path_factory.mktemp("onnx") / f"{name}.onnx")
+    path = None
+    if name not in NO_ONNX:
+        path = program_to_onnx(program, example_inputs(wrapper), wrapper.output_names,
+                               tmp_path_factory.mktemp("onnx") / f"{name}.onnx")
     return name, model, wrapper, program, path
 
 
@@ -86,6 +128,8 @@ def test_torch_export_round_trip(exported, rng):
 
 def test_onnx_graph_is_standard(exported):
     path = exported[4]
+    if path is None:
+        pytest.skip(f"{exported[0]} does not export to ONNX")
     graph = onnx.load(str(path)).graph
     assert {node.domain for node in graph.node} <= {"", "ai.onnx"}
     assert graph.input[0].name == "images"
@@ -97,6 +141,8 @@ def test_onnx_graph_is_standard(exported):
 
 def test_onnxruntime_gives_eager_detections(exported, rng):
     name, model, _, _, path = exported
+    if path is None:
+        pytest.skip(f"{name} does not export to ONNX")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     lo, hi = SIZES[name]
     for h, w in ((lo, hi), (hi, lo)):
@@ -127,3 +173,13 @@ def test_image_size_must_be_a_valid_multiple():
     for bad in ((lo + 1, lo), (lo, 100), (32, lo), (lo,), "big"):
         with pytest.raises(ValueError, match="image_size"):
             check_image_size(model, bad)
+
+
+@pytest.mark.parametrize("name", ["sppnet_vgg16", "overfeat"])
+def test_unexportable_models_are_refused_with_their_reason(name, tmp_path):
+    from detcore.export import to_onnx
+    from detcore.models import build as build_model
+
+    model = build_model(name, NUM_CLASSES, **(SPP_TINY if name == "sppnet_vgg16" else {"base_width": 8}))
+    with pytest.raises(ValueError, match=f"{name}: no(t exportable| ONNX export): "):
+        to_onnx(model.eval(), tmp_path / "m.onnx")

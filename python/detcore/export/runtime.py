@@ -33,16 +33,16 @@ def export_metadata(model, name: str | None = None, class_names=None) -> dict:
     from .torch_export import min_image_size
     from .wrapper import required_multiple
 
-    t = model.transform
+    t = getattr(model, "transform", None)  # None: R-CNN takes the image at its size
     return {
         "model": name,
-        "min_size": t.min_size[-1],
-        "max_size": t.max_size,
-        "image_mean": list(t.image_mean),
-        "image_std": list(t.image_std),
+        "min_size": t.min_size[-1] if t is not None else None,
+        "max_size": t.max_size if t is not None else None,
+        "image_mean": list((t or model).image_mean),
+        "image_std": list((t or model).image_std),
         "multiple": required_multiple(model),
         "min_image_size": min_image_size(model),
-        "mask_threshold": t.mask_threshold,
+        "mask_threshold": t.mask_threshold if t is not None else None,
         "num_classes": getattr(model, "num_classes", None),
         "class_names": list(class_names) if class_names else None,
     }
