@@ -139,7 +139,7 @@ def test_onnx_graph_is_standard(exported):
     assert not dims[2].HasField("dim_value") and not dims[3].HasField("dim_value")  # H and W dynamic
 
 
-def test_onnxruntime_gives_eager_detections(exported, rng):
+def test_onnxruntime_gives_eager_detections(exported, rng, tmp_path):
     name, model, _, _, path = exported
     if path is None:
         pytest.skip(f"{name} does not export to ONNX")
@@ -164,6 +164,30 @@ def test_onnxruntime_gives_eager_detections(exported, rng):
             n = min(len(out[3]), len(ref["keypoints"]))
             np.testing.assert_allclose(out[3][:n], ref["keypoints"][:n].numpy(), rtol=0, atol=1e-3)
             np.testing.assert_allclose(out[4][:n], ref["keypoints_scores"][:n].numpy(), rtol=0, atol=1e-4)
+    if name == "keypoint_rcnn_r50_fpn":
+        _check_onnx_detector_keypoints(model, name, path, rng, tmp_path)
+
+
+def _check_onnx_detector_keypoints(model, name, path, rng, tmp_path):
+    """OnnxDetector (predict --onnx) gives the eager model's keypoints on an image it resizes."""
+    import json
+    import shutil
+
+    from detcore.export import OnnxDetector
+    from detcore.export.command import _add_metadata
+    from detcore.export.runtime import META_KEY, export_metadata
+
+    path = shutil.copy(path, tmp_path / "kp.onnx")
+    _add_metadata(str(path), META_KEY, json.dumps(export_metadata(model, name)))
+    image = _inputs(name, 120, 200, rng)[0][0]  # resized to 96 x 160 outside the graph, no padding
+    ref = _eager(model, name, (image[None],))
+    got = OnnxDetector(str(path))([image])[0]
+    assert len(ref["keypoints"]) > 0
+    assert matched_fraction((ref["boxes"], ref["labels"], ref["scores"]),
+                            (got["boxes"], got["labels"], got["scores"])) >= 0.98
+    n = min(len(got["keypoints"]), len(ref["keypoints"]))
+    torch.testing.assert_close(got["keypoints"][:n], ref["keypoints"][:n], rtol=0, atol=1e-3)
+    torch.testing.assert_close(got["keypoints_scores"][:n], ref["keypoints_scores"][:n], rtol=0, atol=1e-4)
 
 
 def test_image_size_must_be_a_valid_multiple():
@@ -183,3 +207,4 @@ def test_unexportable_models_are_refused_with_their_reason(name, tmp_path):
     model = build_model(name, NUM_CLASSES, **(SPP_TINY if name == "sppnet_vgg16" else {"base_width": 8}))
     with pytest.raises(ValueError, match=f"{name}: no(t exportable| ONNX export): "):
         to_onnx(model.eval(), tmp_path / "m.onnx")
+
