@@ -12,8 +12,9 @@ matches (same label, IoU > 0.99, score within 1e-4); writes JSON.
     python benchmarks/bench_models.py [--models NAME ...] [--reps 3] [--json out.json]
     python benchmarks/bench_models.py --quick   # smoke run: min_size 320, one repetition
 
-The CPU is timed with torch's default thread count; on a shared machine the
-absolute times follow the load, the ratios (same process, interleaved) much less.
+The CPU is timed with torch's default thread count. The variants are timed
+in turn within each repetition (median over repetitions): on a shared machine
+the absolute times follow the load, the ratios much less.
 
 Needs torchvision (for the side-by-side) and, for the ONNX column, onnx,
 onnxscript and onnxruntime.
@@ -101,16 +102,20 @@ def _targets(name, images, rng):
     return out
 
 
-def _time(fn, reps, sync):
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+def _time_interleaved(runners: dict, reps, sync) -> dict:
+    """Median ms of each runner, timed in turn within every repetition, so
+    that a change of load on a shared machine weighs on all of them alike."""
+    for fn in runners.values():  # warm-up
         fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000.0
+    sync()
+    times = {k: [] for k in runners}
+    for _ in range(reps):
+        for key, fn in runners.items():
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1000.0 for k, v in times.items()}
 
 
 def _train_step(model, images, targets):
@@ -147,29 +152,26 @@ def bench(name, reps, device, with_onnx, rng, size=None, train=True):
     ours.to(device)
     image = torch.rand(3, 480, 640, device=device)
     row = {"model": name, "device": device.type}
+    fused = copy.deepcopy(ours).fuse()
+    cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
+    runners = {"tv_infer_ms": lambda: tv([image]), "detcore_infer_ms": lambda: ours([image]),
+               "fused_infer_ms": lambda: fused([image]), "fused_cl_infer_ms": lambda: cl([image])}
+    if with_onnx:
+        runners["onnx_infer_ms"] = _onnx_runner(copy.deepcopy(ours).cpu(), name, image.cpu())
     with torch.no_grad():
-        row["tv_infer_ms"] = _time(lambda: tv([image]), reps, sync)
-        row["detcore_infer_ms"] = _time(lambda: ours([image]), reps, sync)
-        fused = copy.deepcopy(ours).fuse()
-        row["fused_infer_ms"] = _time(lambda: fused([image]), reps, sync)
-        cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
-        row["fused_cl_infer_ms"] = _time(lambda: cl([image]), reps, sync)
+        row.update(_time_interleaved(runners, reps, sync))
         ref, got = tv([image])[0], fused([image])[0]
         row["fused_matched_top50"] = matched_fraction(
             (ref["boxes"].cpu(), ref["labels"].cpu(), ref["scores"].cpu()),
             (got["boxes"].cpu(), got["labels"].cpu(), got["scores"].cpu()))
-    if with_onnx:
-        run = _onnx_runner(ours.cpu(), name, image.cpu())
-        row["onnx_infer_ms"] = _time(run, reps, lambda: None)
-        ours.to(device)
     if not train:
         return row
     images = [torch.rand(3, 480, 640, device=device), torch.rand(3, 480, 640, device=device)]
     targets = [{k: v.to(device) for k, v in t.items()} for t in _targets(name, images, rng)]
     tv.train()
     ours.train()
-    row["tv_train_ms"] = _time(_train_step(tv, images, targets), max(1, reps // 2), sync)
-    row["detcore_train_ms"] = _time(_train_step(ours, images, targets), max(1, reps // 2), sync)
+    row.update(_time_interleaved({"tv_train_ms": _train_step(tv, images, targets),
+                                  "detcore_train_ms": _train_step(ours, images, targets)}, max(1, reps // 2), sync))
     return row
 
 
