@@ -10,6 +10,11 @@ faster) and the share of torchvision's top-50 detections that fused detcore
 matches (same label, IoU > 0.99, score within 1e-4); writes JSON.
 
     python benchmarks/bench_models.py [--models NAME ...] [--reps 3] [--json out.json]
+    python benchmarks/bench_models.py --quick   # smoke run: min_size 320, one repetition
+
+The CPU is timed with torch's default thread count. The variants are timed
+in turn within each repetition (median over repetitions): on a shared machine
+the absolute times follow the load, the ratios much less.
 
 Needs torchvision (for the side-by-side) and, for the ONNX column, onnx,
 onnxscript and onnxruntime.
@@ -37,20 +42,25 @@ MODELS = ("faster_rcnn_r50_fpn", "mask_rcnn_r50_fpn", "keypoint_rcnn_r50_fpn", "
 NUM_CLASSES = {"keypoint_rcnn_r50_fpn": 2}
 
 
-def _torchvision(name):
+def _torchvision(name, size):
     import torchvision.models.detection as tvdet
     from torchvision.ops.misc import FrozenBatchNorm2d
 
     builder = {"faster_rcnn_r50_fpn": tvdet.fasterrcnn_resnet50_fpn, "mask_rcnn_r50_fpn": tvdet.maskrcnn_resnet50_fpn,
                "keypoint_rcnn_r50_fpn": tvdet.keypointrcnn_resnet50_fpn,
                "retinanet_r50_fpn": tvdet.retinanet_resnet50_fpn}[name]
-    tv = builder(weights=None, weights_backbone=None, num_classes=NUM_CLASSES.get(name, 91))
+    tv = builder(weights=None, weights_backbone=None, num_classes=NUM_CLASSES.get(name, 91), **_size_kw(size))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         _frozen_random_bn(tv, g, FrozenBatchNorm2d)
         if name == "retinanet_r50_fpn":  # scores past the 0.05 threshold
             tv.head.classification_head.cls_logits.bias.normal_(0, 1, generator=g)
     return tv
+
+
+def _size_kw(size):
+    """min_size / max_size overrides (None: each builder's default, 800 / 1333)."""
+    return {} if size is None else {"min_size": size[0], "max_size": size[1]}
 
 
 def _frozen_random_bn(module, g, frozen_cls):
@@ -92,16 +102,20 @@ def _targets(name, images, rng):
     return out
 
 
-def _time(fn, reps, sync):
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+def _time_interleaved(runners: dict, reps, sync) -> dict:
+    """Median ms of each runner, timed in turn within every repetition, so
+    that a change of load on a shared machine weighs on all of them alike."""
+    for fn in runners.values():  # warm-up
         fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000.0
+    sync()
+    times = {k: [] for k in runners}
+    for _ in range(reps):
+        for key, fn in runners.items():
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1000.0 for k, v in times.items()}
 
 
 def _train_step(model, images, targets):
@@ -128,37 +142,36 @@ def _onnx_runner(model, name, image):
     return lambda: detector([image])
 
 
-def bench(name, reps, device, with_onnx, rng):
+def bench(name, reps, device, with_onnx, rng, size=None, train=True):
     from detcore.export.compare import matched_fraction
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    tv = _torchvision(name).eval().to(device)
-    ours = models.build(name, NUM_CLASSES.get(name, 91)).eval()
+    tv = _torchvision(name, size).eval().to(device)
+    ours = models.build(name, NUM_CLASSES.get(name, 91), **_size_kw(size)).eval()
     assert models.load_torchvision_weights(ours, tv.state_dict()) == []
     ours.to(device)
     image = torch.rand(3, 480, 640, device=device)
     row = {"model": name, "device": device.type}
+    fused = copy.deepcopy(ours).fuse()
+    cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
+    runners = {"tv_infer_ms": lambda: tv([image]), "detcore_infer_ms": lambda: ours([image]),
+               "fused_infer_ms": lambda: fused([image]), "fused_cl_infer_ms": lambda: cl([image])}
+    if with_onnx:
+        runners["onnx_infer_ms"] = _onnx_runner(copy.deepcopy(ours).cpu(), name, image.cpu())
     with torch.no_grad():
-        row["tv_infer_ms"] = _time(lambda: tv([image]), reps, sync)
-        row["detcore_infer_ms"] = _time(lambda: ours([image]), reps, sync)
-        fused = copy.deepcopy(ours).fuse()
-        row["fused_infer_ms"] = _time(lambda: fused([image]), reps, sync)
-        cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
-        row["fused_cl_infer_ms"] = _time(lambda: cl([image]), reps, sync)
+        row.update(_time_interleaved(runners, reps, sync))
         ref, got = tv([image])[0], fused([image])[0]
         row["fused_matched_top50"] = matched_fraction(
             (ref["boxes"].cpu(), ref["labels"].cpu(), ref["scores"].cpu()),
             (got["boxes"].cpu(), got["labels"].cpu(), got["scores"].cpu()))
-    if with_onnx:
-        run = _onnx_runner(ours.cpu(), name, image.cpu())
-        row["onnx_infer_ms"] = _time(run, reps, lambda: None)
-        ours.to(device)
+    if not train:
+        return row
     images = [torch.rand(3, 480, 640, device=device), torch.rand(3, 480, 640, device=device)]
     targets = [{k: v.to(device) for k, v in t.items()} for t in _targets(name, images, rng)]
     tv.train()
     ours.train()
-    row["tv_train_ms"] = _time(_train_step(tv, images, targets), max(1, reps // 2), sync)
-    row["detcore_train_ms"] = _time(_train_step(ours, images, targets), max(1, reps // 2), sync)
+    row.update(_time_interleaved({"tv_train_ms": _train_step(tv, images, targets),
+                                  "detcore_train_ms": _train_step(ours, images, targets)}, max(1, reps // 2), sync))
     return row
 
 
@@ -177,7 +190,7 @@ def print_table(rows):
               f"| {r['fused_cl_infer_ms']:.0f} ({_ratio(r, 'tv_infer_ms', 'fused_cl_infer_ms'):.2f}x) "
               f"| {r.get('onnx_infer_ms', float('nan')):.0f} ({_ratio(r, 'tv_infer_ms', 'onnx_infer_ms'):.2f}x) "
               f"| {_ratio(r, 'tv_infer_ms', 'fused_infer_ms'):.2f}x | {r['fused_matched_top50']:.2f} "
-              f"| {r['tv_train_ms']:.0f} | {r['detcore_train_ms']:.0f} "
+              f"| {r.get('tv_train_ms', float('nan')):.0f} | {r.get('detcore_train_ms', float('nan')):.0f} "
               f"| {_ratio(r, 'tv_train_ms', 'detcore_train_ms'):.2f}x |")
 
 
@@ -187,8 +200,16 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=3, help="timed repetitions (median); training uses half")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and onnxruntime column")
+    p.add_argument("--no-train", action="store_true", help="skip the training steps")
+    p.add_argument("--min-size", type=int, default=None,
+                   help="shorter image side of both detectors (default: the builders' 800; the long side 5/3 of it)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: --min-size 320 and one repetition (every column still measured)")
     p.add_argument("--json", default="bench_models.json")
     args = p.parse_args(argv)
+    if args.quick:
+        args.reps, args.min_size = 1, args.min_size or 320
+    size = None if args.min_size is None else (args.min_size, args.min_size * 5 // 3)
     try:
         import torchvision  # noqa: F401
     except ImportError:
@@ -198,10 +219,11 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, load average {load:.1f} at start, reps {args.reps}")
+          f"{torch.get_num_threads()} threads, load average {load:.1f} at start, reps {args.reps}, "
+          f"min_size {args.min_size or 800}")
     rows = []
     for name in args.models:
-        rows.append(bench(name, args.reps, device, not args.no_onnx, rng))
+        rows.append(bench(name, args.reps, device, not args.no_onnx, rng, size, not args.no_train))
         print(f"# done {name}", flush=True)
     print_table(rows)
     with open(args.json, "w") as f:

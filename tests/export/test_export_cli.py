@@ -73,3 +73,14 @@ def test_predict_onnx_bad_file_is_one_clear_line(tmp_path, capsys):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
     assert cli.main(["predict", "--onnx", str(bad), str(image), "-o", str(tmp_path / "o")]) == 2
     assert "--onnx: cannot load" in capsys.readouterr().err
+
+
+def test_export_refuses_an_unexportable_model_in_one_line(tmp_path, capsys):
+    overrides = {"base_width": 8, "representation_size": 16, "regression_size": 16}
+    path = tmp_path / "overfeat.pth"
+    save_checkpoint(str(path), model=build("overfeat", NUM_CLASSES, **overrides),
+                    meta={"model": "overfeat", "num_classes": NUM_CLASSES, "model_overrides": overrides})
+    assert cli.main(["export", "--model", "overfeat", "--checkpoint", str(path), "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "overfeat: not exportable: its greedy merge" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()

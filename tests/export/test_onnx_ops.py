@@ -81,3 +81,53 @@ def test_onnx_nms_of_no_boxes(session):
               "classes": np.zeros((0,), np.int64)}
     out = session.run(None, inputs)
     assert out[5].shape == (0,) and out[6].shape == (0,)
+
+
+class Keypoints(torch.nn.Module):
+    def forward(self, maps, boxes):
+        return torch.ops.detcore.heatmaps_to_keypoints(maps, boxes)
+
+
+def _keypoint_inputs(rng, d, k=4, s=10):
+    maps = rng.normal(0, 1, (d, k, s, s))
+    maps[:, 0] = 0.0  # a flat map: every resized pixel is exactly 0, the first one wins
+    maps[:, 1, 3, 6] = 9.0  # a sharp peak
+    xy = rng.uniform(-5, 60, (d, 2))
+    wh = rng.choice([0.0, 0.2, 0.9, 1.5, 7.3, 40.6, 97.0], (d, 2)) * rng.choice([1, -1], (d, 2), p=[0.9, 0.1])
+    boxes = np.concatenate([xy, xy + wh], 1)  # points, sub-pixel, fractional, large and inverted boxes
+    return torch.tensor(maps, dtype=torch.float32), torch.tensor(boxes, dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def keypoint_session(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    args = _keypoint_inputs(rng, 3)
+    d = torch.export.Dim("d", min=0)
+    program = torch.export.export(Keypoints(), args, dynamic_shapes={"maps": {0: d}, "boxes": {0: d}})
+    path = program_to_onnx(program, args, ["keypoints", "scores"], tmp_path_factory.mktemp("kp") / "kp.onnx")
+    graph = onnx.load(str(path)).graph
+    assert {node.domain for node in graph.node} <= {"", "ai.onnx"}
+    assert "Loop" in {node.op_type for node in graph.node}
+    return program, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("count", [0, 1, 25])
+def test_onnx_keypoint_decoding_matches_eager(keypoint_session, rng, count):
+    from detcore.models.roi_heads.keypoint_head import heatmaps_to_keypoints
+
+    program, session = keypoint_session
+    maps, boxes = _keypoint_inputs(rng, count)
+    ref_kps, ref_scores = heatmaps_to_keypoints(maps, boxes)
+    kps, scores = session.run(None, {"maps": maps.numpy(), "boxes": boxes.numpy()})
+    assert kps.shape == (count, 4, 3) and scores.shape == (count, 4)
+    # same pixel of the resized map: exact coordinates; the cubic sums differ by float rounding
+    np.testing.assert_allclose(kps, ref_kps.numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(scores, ref_scores.numpy(), rtol=0, atol=1e-4)
+    exported = program.module()(maps, boxes)
+    torch.testing.assert_close(exported[0], ref_kps, rtol=0, atol=0)
+    torch.testing.assert_close(exported[1], ref_scores, rtol=0, atol=0)
+
+
+def test_keypoint_op_checks_shapes():
+    with pytest.raises(ValueError, match="maps, boxes"):
+        torch.ops.detcore.heatmaps_to_keypoints(torch.zeros(2, 3, 4, 4), torch.zeros(3, 4))

@@ -27,6 +27,7 @@ import detcore.ops as ops
 from helpers import DLPackArray, random_boxes
 
 torch = pytest.importorskip("torch")
+import detcore.export.keypoints  # noqa: E402,F401  (registers detcore::heatmaps_to_keypoints, the export's op)
 
 
 # ---------------------------------------------------------------- inputs
@@ -99,6 +100,7 @@ OPCHECK_CASES: dict[str, Callable[[Any], tuple]] = {
         _t(rng.standard_normal((6, 8)), True), _t(random_boxes(rng, 6), True), [1.0, 2.0, 0.5, 1.0], 4.0,
     ),
     "decode_boxes_backward": _decode_boxes_backward_args,
+    "heatmaps_to_keypoints": lambda rng: (_t(rng.standard_normal((3, 2, 6, 6))), _t(random_boxes(rng, 3, size=20.0))),
     "make_anchors": lambda rng: ([32.0, 64.0], [0.5, 1.0, 2.0], 3, 4, 16, 8, torch.float32, torch.device("cpu")),
     "soft_nms": lambda rng: (_t(random_boxes(rng, 30)), _t(rng.random(30)), 0.3, 0.5, 0.001, "gaussian"),
     "batched_soft_nms": lambda rng: (

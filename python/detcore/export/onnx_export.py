@@ -13,6 +13,14 @@ from .torch_export import example_inputs, export_program
 
 OPSET = 18
 
+# SPP-net exports to torch.export, not to ONNX (see docs/deployment.md).
+SPP_NOT_ONNX = (
+    "sppnet_vgg16: no ONNX export: spp_pool's bins (integer stride floor(a / n), width ceil(a / n), one cell each "
+    "when the window is narrower than the level) have no standard ONNX operator (MaxRoiPool spaces its bins by "
+    "the fractional a / n), and a decomposition into standard operators costs memory in proposals x channels x "
+    "feature-map size; use detcore.export.export_program (torch.export) instead"
+)
+
 
 def to_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, int] | None = None,
             fuse: bool = False, num_proposals: int = 16) -> str:
@@ -31,7 +39,11 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, in
         fuse: fold the frozen batch norms first (`model.fuse()`, in place).
         num_proposals: P of the example proposals for a Fast R-CNN.
     """
-    if fuse:
+    from ..models.classic.sppnet import SPPNet
+
+    if isinstance(model, SPPNet):
+        raise ValueError(SPP_NOT_ONNX)
+    if fuse and hasattr(model, "fuse"):
         model.fuse()
     program, wrapper = export_program(model, image_size, num_proposals)
     args = example_inputs(wrapper, image_size, num_proposals)

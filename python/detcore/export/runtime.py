@@ -6,9 +6,10 @@ The steps outside the graph: resizing (the eager transform's rule, read from
 the file's metadata), padding to the graph's multiple (with the mean colour,
 which the graph normalises to the eager model's zero padding), boxes and
 keypoints scaled back to the original image, boxes clipped to the resized
-image before padding, keypoints decoded from their heatmaps, and the
-(D, 1, M, M) masks pasted into the image with
-`detcore.ops.paste_masks`.
+image before padding, and the (D, 1, M, M) masks pasted into the image
+with `detcore.ops.paste_masks`. Keypoints come decoded from the graph, against
+the boxes clipped to the padded input (eager clips to the image first: a box
+reaching into the padding decodes its keypoints over the padded extent).
 """
 
 from __future__ import annotations
@@ -27,29 +28,21 @@ from ..models.transform import _scale_xy
 META_KEY = "detcore"
 
 
-def decode_keypoints(heatmaps: torch.Tensor, boxes: torch.Tensor):
-    """(D, K, S, S) heatmaps of an exported keypoint R-CNN and its (D, 4)
-    boxes -> (D, K, 3) keypoints and (D, K) scores, as the eager model."""
-    from ..models.roi_heads.keypoint_head import heatmaps_to_keypoints
-
-    return heatmaps_to_keypoints(heatmaps, boxes)
-
-
 def export_metadata(model, name: str | None = None, class_names=None) -> dict:
     """What `OnnxDetector` needs to reproduce the eager pre/post-processing."""
     from .torch_export import min_image_size
     from .wrapper import required_multiple
 
-    t = model.transform
+    t = getattr(model, "transform", None)  # None: R-CNN takes the image at its size
     return {
         "model": name,
-        "min_size": t.min_size[-1],
-        "max_size": t.max_size,
-        "image_mean": list(t.image_mean),
-        "image_std": list(t.image_std),
+        "min_size": t.min_size[-1] if t is not None else None,
+        "max_size": t.max_size if t is not None else None,
+        "image_mean": list((t or model).image_mean),
+        "image_std": list((t or model).image_std),
         "multiple": required_multiple(model),
         "min_image_size": min_image_size(model),
-        "mask_threshold": t.mask_threshold,
+        "mask_threshold": t.mask_threshold if t is not None else None,
         "mask_paste_mode": getattr(t, "mask_paste_mode", "bilinear"),
         "num_classes": getattr(model, "num_classes", None),
         "class_names": list(class_names) if class_names else None,
@@ -99,9 +92,8 @@ class OnnxDetector:
             orig = tuple(int(s) for s in image.shape[-2:])
             r = {"boxes": _scale_xy(clip_boxes(out["boxes"], size), size, orig), "labels": out["labels"],
                  "scores": out["scores"]}
-            if "keypoint_heatmaps" in out:
-                kps, kp_scores = decode_keypoints(out["keypoint_heatmaps"], clip_boxes(out["boxes"], size))
-                r["keypoints"], r["keypoints_scores"] = _scale_xy(kps, size, orig), kp_scores
+            if "keypoints" in out:
+                r["keypoints"], r["keypoints_scores"] = _scale_xy(out["keypoints"], size, orig), out["keypoints_scores"]
             if "masks" in out:
                 masks = out["masks"][:, 0]
                 # files exported before the setting existed paste bilinearly

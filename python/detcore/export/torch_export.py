@@ -17,7 +17,10 @@ def min_image_size(model: nn.Module) -> int:
     feature map has at least two rows and columns (the exporters specialise
     size-1 maps)."""
     m = required_multiple(model)
-    coarsest = max(model.backbone.strides)
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:  # R-CNN: the image is only sampled by the region warp
+        return 2 * m
+    coarsest = max(backbone.strides)
     return max(coarsest // m + 1, 2) * m  # two at least: size-1 dims get specialised
 
 

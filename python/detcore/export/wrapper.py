@@ -9,10 +9,8 @@ outputs are in the coordinates of that input: ``boxes`` (D, 4), ``labels``
 (D,) int64, ``scores`` (D,), and for Mask R-CNN ``masks`` (D, 1, M, M), the
 mask head's probabilities of each detection's class inside its box (paste
 them with `detcore.ops.paste_masks`), and for keypoint R-CNN
-``keypoint_heatmaps`` (D, K, S, S), decoded outside the graph into
-``keypoints`` and ``keypoints_scores`` with
-`detcore.export.decode_keypoints` (the decoding resizes each heatmap to its
-box's size in pixels: a per-box, data-dependent shape no exporter takes).
+``keypoints`` (D, K, 3) and ``keypoints_scores`` (D, K), decoded in the
+graph by the ``detcore::heatmaps_to_keypoints`` op (see keypoints.py).
 
 The wrapper reuses the model's modules and weights; only the steps whose
 eager code branches on data (empty-level checks, per-box Python loops) or
@@ -27,17 +25,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from . import keypoints  # noqa: F401  (registers torch.ops.detcore.heatmaps_to_keypoints)
 from ..models.box_ops import clip_boxes
+from ..models.classic.base import RegionDetector
+from ..models.classic.sppnet import SPPNet
+from ..models.classic.warp import warp_regions
+from ..models.meta.overfeat import OverFeat
 from ..models.meta.rcnn import GeneralizedRCNN
 from ..models.meta.retinanet import RetinaNet
 from ..models.proposal.rpn import flatten_level
+
+# Why a detector cannot be exported (checked by ExportWrapper).
+NOT_EXPORTABLE = {
+    OverFeat: (
+        "overfeat: not exportable: its greedy merge joins the best-matching pair of boxes and recomputes their "
+        "match scores until no pair matches, a data-dependent sequential loop that torch.export cannot trace "
+        "(and merge='nms' still picks each class's candidates in a per-class Python loop)"
+    ),
+}
 
 
 def required_multiple(model: nn.Module) -> int:
     """H and W of an exported model's input must be multiples of this: the
     padding multiple of the eager transform, so that no padding is needed
-    and the graph sees the batch the eager model sees."""
-    return int(model.transform.size_divisible)
+    and the graph sees the batch the eager model sees (1 for R-CNN, which
+    only samples the image through its region warp)."""
+    transform = getattr(model, "transform", None)
+    return int(transform.size_divisible) if transform is not None else 1
 
 
 def _grid_anchors(cell: torch.Tensor, fh, fw, stride_h, stride_w) -> torch.Tensor:
@@ -71,17 +85,46 @@ def _nonsmall(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
     return torch.nonzero((ws >= min_size) & (hs >= min_size))[:, 0]
 
 
+def _decode_per_class(deltas: torch.Tensor, boxes: torch.Tensor, coder) -> torch.Tensor:
+    """(n, C * 4) deltas against (n, 4) boxes -> (n, C, 4), as BoxCoder.decode."""
+    n, c = boxes.shape[0], deltas.shape[-1] // 4
+    return _decode(deltas.reshape(-1, 4), boxes.repeat_interleave(c, dim=0), coder.weights,
+                   coder.clamp).reshape(n, c, 4)
+
+
+def _select(boxes, scores, size, score_thresh, nms_thresh, top):
+    """Per-class boxes (n, C, 4) and scores (n, C), class 0 the background ->
+    (boxes, labels, scores) of the detections: clipped, over the score
+    threshold, not tiny, after per-class NMS, the best `top`."""
+    n, num_classes = scores.shape
+    boxes = clip_boxes(boxes, size)[:, 1:].reshape(-1, 4)
+    scores = scores[:, 1:].reshape(-1)
+    labels = torch.arange(1, num_classes).expand(n, -1).reshape(-1)
+    keep = torch.nonzero(scores > score_thresh)[:, 0]
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = _nonsmall(boxes, 1e-2)
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = ops.batched_nms(boxes, scores, labels, nms_thresh)[:top]
+    return boxes[keep], labels[keep], scores[keep]
+
+
 class ExportWrapper(nn.Module):
     """Batch size 1, a tuple out (see the module docstring)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        if not isinstance(model, (GeneralizedRCNN, RetinaNet)):
+        for cls, reason in NOT_EXPORTABLE.items():
+            if isinstance(model, cls):
+                raise ValueError(reason)
+        if not isinstance(model, (GeneralizedRCNN, RetinaNet, RegionDetector)):
             raise TypeError(f"model: expected a detcore detector, got {type(model).__name__}")
         self.model = model.eval()
-        t = model.transform
+        t = getattr(model, "transform", model)  # R-CNN holds its mean and std itself
         self.register_buffer("mean", torch.tensor(t.image_mean, dtype=torch.float32)[None, :, None, None])
         self.register_buffer("std", torch.tensor(t.image_std, dtype=torch.float32)[None, :, None, None])
+        if isinstance(model, RegionDetector):
+            # which scoring and regression the stages have trained: fixed in the graph
+            self.svms_trained, self.regressors_trained = (bool(v) for v in model.stages_done)
         gen = model.rpn.anchor_generator if isinstance(model, GeneralizedRCNN) and model.rpn is not None else (
             getattr(model, "anchor_generator", None)
         )
@@ -94,7 +137,9 @@ class ExportWrapper(nn.Module):
 
     @property
     def needs_proposals(self) -> bool:
-        return isinstance(self.model, GeneralizedRCNN) and self.model.rpn is None
+        return isinstance(self.model, RegionDetector) or (
+            isinstance(self.model, GeneralizedRCNN) and self.model.rpn is None
+        )
 
     @property
     def output_names(self) -> list[str]:
@@ -102,7 +147,7 @@ class ExportWrapper(nn.Module):
         if isinstance(self.model, GeneralizedRCNN) and self.model.roi_heads.has_mask:
             names.append("masks")
         if isinstance(self.model, GeneralizedRCNN) and self.model.roi_heads.has_keypoint:
-            names.append("keypoint_heatmaps")
+            names += ["keypoints", "keypoints_scores"]
         return names
 
     def _anchors(self, feats, h, w):
@@ -116,6 +161,8 @@ class ExportWrapper(nn.Module):
     def forward(self, images: torch.Tensor, proposals: torch.Tensor | None = None):
         x = (images - self.mean) / self.std
         h, w = images.shape[-2], images.shape[-1]
+        if isinstance(self.model, RegionDetector):
+            return self._regions(x, proposals, h, w)
         features = self.model.backbone(x)
         if isinstance(self.model, RetinaNet):
             return self._retinanet(list(features.values()), h, w)
@@ -164,23 +211,12 @@ class ExportWrapper(nn.Module):
         heads = self.model.roi_heads
         x = self._pool(heads.box_pooler, features, proposals)
         class_logits, box_deltas = heads.box_predictor(heads.box_head(x))
-        num_classes = class_logits.shape[-1]
-        n = proposals.shape[0]
-        coder = heads.box_coder
         if heads.box_reg_at_test:
-            boxes = _decode(box_deltas.reshape(-1, 4), proposals.repeat_interleave(num_classes, dim=0), coder.weights,
-                            coder.clamp).reshape(n, num_classes, 4)
+            boxes = _decode_per_class(box_deltas, proposals, heads.box_coder)
         else:  # model.box_reg_at_test=false: every class's box is the proposal
-            boxes = proposals[:, None, :].expand(n, num_classes, 4)
-        boxes = clip_boxes(boxes, (h, w))[:, 1:].reshape(-1, 4)
-        scores = F.softmax(class_logits, -1)[:, 1:].reshape(-1)
-        labels = torch.arange(1, num_classes).expand(n, -1).reshape(-1)
-        keep = torch.nonzero(scores > heads.score_thresh)[:, 0]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = _nonsmall(boxes, 1e-2)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = ops.batched_nms(boxes, scores, labels, heads.nms_thresh)[: heads.detections_per_img]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            boxes = proposals[:, None, :].expand(proposals.shape[0], class_logits.shape[-1], 4)
+        boxes, labels, scores = _select(boxes, F.softmax(class_logits, -1), (h, w), heads.score_thresh,
+                                        heads.nms_thresh, heads.detections_per_img)
         out = (boxes, labels, scores)
         if heads.has_mask:
             if heads.mask_on_box_features:  # the ResNet-C4 Mask R-CNN: res5 again on the detections
@@ -192,8 +228,30 @@ class ExportWrapper(nn.Module):
             out += (torch.sigmoid(logits[rows, labels])[:, None],)
         if heads.has_keypoint:
             pooled = self._pool(heads.keypoint_pooler, features, boxes)
-            out += (heads.keypoint_predictor(heads.keypoint_head(pooled)),)
+            maps = heads.keypoint_predictor(heads.keypoint_head(pooled))
+            out += tuple(torch.ops.detcore.heatmaps_to_keypoints(maps, boxes))
         return out
+
+    def _regions(self, x, proposals, h, w):
+        """R-CNN and SPP-net: every proposal's pool5 features, then the
+        scoring and box regression the stages trained (RegionDetector.detect)."""
+        m = self.model
+        if isinstance(m, SPPNet):
+            conv5 = m.backbone(x)["c5"]
+            pool5 = ops.spp_pool(conv5, [proposals], levels=m.levels, spatial_scale=1.0 / m.stride)
+        else:  # all regions in one batch: eager goes in chunks of region_batch
+            pool5 = m.features(warp_regions(x[0], proposals, m.input_size, m.context_pad)).flatten(1)
+        feats = m.fc_features(pool5, sorted({"pool5", "fc7", m.svm_feature}))
+        if self.svms_trained:
+            scores = (feats[m.svm_feature] * m.feature_scale[0]) @ m.svm_weight.T + m.svm_bias
+        else:
+            scores = F.softmax(m.cls_score(feats["fc7"]), -1)
+        if self.regressors_trained:
+            deltas = torch.einsum("pd,ckd->pck", pool5 * m.feature_scale[1], m.reg_weight) + m.reg_bias
+            boxes = _decode_per_class(deltas.reshape(proposals.shape[0], -1), proposals, m.box_coder)
+        else:
+            boxes = proposals[:, None].expand(-1, m.num_classes, -1)
+        return _select(boxes, scores, (h, w), m.score_thresh, m.nms_thresh, m.detections_per_img)
 
     def _retinanet(self, feats, h, w):
         m = self.model

@@ -54,7 +54,7 @@ class FPN(nn.Module):
         for i in range(len(xs) - 2, -1, -1):
             lateral = self.lateral[i](xs[i])
             top_down = F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-            last = lateral + top_down
+            last = lateral.add_(top_down)  # in place: the lateral conv's output is not kept for backward
             results.insert(0, self.output[i](last))
         if self.extra == "maxpool":
             results.append(F.max_pool2d(results[-1], 1, 2, 0))

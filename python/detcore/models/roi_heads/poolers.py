@@ -79,9 +79,14 @@ class RoIPooler(nn.Module):
             return self._pool(feats[0], rois, self.scales[0])
         levels = self.level_of(rois[:, 1:])
         out_dtype = torch.promote_types(feats[0].dtype, rois.dtype)
-        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1]) + self.output_size, dtype=out_dtype)
+        # Each RoI's row is written once, in place, by its level (no zero fill, no copy of the whole
+        # output per level); a RoI with no level (NaN box) gets zeros.
+        out = feats[0].new_empty((rois.shape[0], feats[0].shape[1]) + self.output_size, dtype=out_dtype)
         for lvl, (x, scale) in enumerate(zip(feats, self.scales)):
             idx = torch.where(levels == lvl)[0]
             if idx.numel():
-                out = out.index_put((idx,), self._pool(x, rois[idx], scale))
+                out.index_put_((idx,), self._pool(x, rois[idx], scale))
+        unassigned = torch.where((levels < 0) | (levels >= len(feats)))[0]
+        if unassigned.numel():
+            out.index_fill_(0, unassigned, 0)
         return out
