@@ -171,6 +171,11 @@ class FocalLoss(Experiment):
         rows = [Row(f"{v['label']} (Table {v['table']}, R{v['paper_depth']})", "COCO AP", v["published_ap"],
                     measured[k], "%") for k, v in variants.items()]
         verdict = self._verdict(plan, measured)
+        ap50 = [runs.percent(metrics[v["run"]].get("bbox", {}).get("AP50")) for v in variants.values()]
+        if runs.too_weak(ap50):
+            verdict = (f"Every variant stays below {runs.MIN_AP50:.0f} box AP50: the detectors learnt too little "
+                       f"(a tiny RetinaNet from scratch, {plan['train']['max_iter']} iterations) for this run to test "
+                       f"the published effect either way. " + verdict)
         plots = [self._plot(variants, measured, os.path.join(workdir, "ap_by_loss.png"))]
         ms, tr = plan["model_settings"], plan["train"]
         measured_setting = (f"{plan['data']} (validation: {plan['val_data'] or 'its validation split'}), "
