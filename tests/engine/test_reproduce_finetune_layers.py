@@ -26,7 +26,7 @@ def test_quick_preset_trains_three_depths_from_the_same_weights(tmp_path):
         for i in (0, 5, 10):
             same = torch.equal(state[f"backbone.features.{i}.weight"], start[f"features.{i}.weight"])
             assert same == (i in frozen), (run, i)
-    assert "**Verdict.** Fine-tuning the conv layers" in (out / "results.md").read_text()
+    assert "Fine-tuning the conv layers from conv3_1" in (out / "results.md").read_text()
 
 
 def test_paper_plan(capsys):

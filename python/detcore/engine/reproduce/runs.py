@@ -148,6 +148,14 @@ def too_weak(ap50_values: Iterable[Optional[float]], floor: float = MIN_AP50) ->
     return bool(values) and max(values) < floor
 
 
+def too_weak_sentence(ap50_values: Iterable[Optional[float]], what: str = "detectors") -> str:
+    """The sentence a verdict starts with when :func:`too_weak` holds, else ""."""
+    if not too_weak(ap50_values):
+        return ""
+    return (f"Every arm stays below {MIN_AP50:.0f} AP50 (VOC07 mAP): the {what} learnt too little at this scale for "
+            f"this run to test the published effect either way; what follows reads numbers of untrained detectors. ")
+
+
 def same_direction(published_a: float, published_b: float, measured_a: float, measured_b: float,
                    tolerance: float = 0.0) -> bool:
     """Whether the measured pair orders like the published pair; differences

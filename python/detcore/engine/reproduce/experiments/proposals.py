@@ -7,6 +7,7 @@ import os
 from typing import Optional
 
 from ..base import Experiment, Outcome, Row, register
+from .. import runs
 from ..runs import PAPER_VOC07, data_specs, eval_run, percent, train_run
 from . import _first_line as fl
 
@@ -134,7 +135,7 @@ def verdict(points: list, rpn: dict, ref: int, preset: str) -> str:
     peak = max(range(len(maps)), key=lambda i: maps[i])
     drop = maps[peak] - maps[-1]
     curve = ", ".join(f"{p['map']:.1f} at {p['mean_val']:.0f}" for p in points)
-    text = f"mAP {curve} proposals per image: "
+    text = runs.too_weak_sentence(maps + [rpn["map"]]) + f"mAP {curve} proposals per image: "
     if peak == 0 and drop >= MAP_TOLERANCE:
         text += (f"highest at the smallest count and {drop:.1f} points lower at the largest: more proposals hurt, "
                  f"though without the published rise first.")
