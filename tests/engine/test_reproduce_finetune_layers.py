@@ -27,6 +27,7 @@ def test_quick_preset_trains_three_depths_from_the_same_weights(tmp_path):
             same = torch.equal(state[f"backbone.features.{i}.weight"], start[f"features.{i}.weight"])
             assert same == (i in frozen), (run, i)
     assert "Fine-tuning the conv layers from conv3_1" in (out / "results.md").read_text()
+    assert result["details"]["initial_weights"].startswith(str(tmp_path / "_stand_in"))
 
 
 def test_paper_plan(capsys):
@@ -35,3 +36,15 @@ def test_paper_plan(capsys):
     stages = {label: r["model_settings"]["trainable_stages"] for label, r in plan["runs"].items()}
     assert stages == {"fc6 and up": 0, "conv3_1 and up": 3, "conv2_1 and up": 4}
     assert (plan["data"], plan["val_data"]) == runs.PAPER_VOC07 and plan["pretrain"]["init"] == "imagenet"
+
+
+def test_stand_in_is_shared_by_experiments_that_agree_on_it(tmp_path):
+    from detcore.engine.reproduce.experiments import _first_line as fl
+
+    plan = {"preset": "small", "data": "synthetic-hard:300:60", "val_data": None, "device": "cpu",
+            "pretrain": fl.pretrain_plan("small")}
+    a = fl.stand_in_folder(plan, str(tmp_path / "svd"), fl.proposal_spec("small"))
+    b = fl.stand_in_folder(plan, str(tmp_path / "finetune_layers"), fl.proposal_spec("small"))
+    assert a == b and a.startswith(str(tmp_path / "_stand_in"))
+    assert fl.stand_in_folder(plan, str(tmp_path / "svd"), "selective_search:quality:400") != a
+    assert fl.stand_in_folder({**plan, "data": "synthetic:50:10"}, str(tmp_path / "svd"), fl.proposal_spec("small")) != a

@@ -46,7 +46,7 @@ class FastRCNNMain(Experiment):
     50k). ``small`` - the synthetic set, VGG16 at a quarter width (fc 256) at
     160 pixels (R-CNN warps to 64 with 4 pixels of context), every detector
     fine-tuned 300 iterations from the stand-in pre-training's conv layers
-    (600 iterations of Fast R-CNN): one schedule for the three, since the
+    (2000 iterations of Fast R-CNN): one schedule for the three, since the
     papers' iteration counts would make R-CNN alone exceed the budget; about
     14 minutes on an idle 2-core CPU (an estimate from runs on a loaded
     machine), two thirds of it R-CNN's per-region CNN passes (fine-tuning,

@@ -42,7 +42,7 @@ class FinetuneLayers(Experiment):
 
     Presets: ``paper`` - VOC07, VGG16 at 600 pixels, 40k iterations each.
     ``small`` - the synthetic set, VGG16 at a quarter width (fc 256) at 160
-    pixels, 600 iterations of pre-training then 300 per setting; about 6
+    pixels, 2000 iterations of pre-training then 300 per setting; about 6
     minutes on an idle 2-core CPU. ``quick`` - 12 tiny images, 8 iterations.
     """
 

@@ -47,7 +47,7 @@ class Proposals(Experiment):
     50, 100, 200 and 400 boxes (200 stands for the paper's 2000: the same
     boxes per pixel; on these small images the larger caps may return fewer,
     and the table gives the mean actually used), RPN top 200 / 50, 300
-    iterations per run after 600 of stand-in pre-training; about 12 minutes
+    iterations per run after 2000 of stand-in pre-training; about 12 minutes
     on an idle 2-core CPU (selective search's quality mode over 360 images
     about 2.5, seven trainings about 8). ``quick`` - fast mode at 10, 25
     and 50 boxes, 8 iterations.

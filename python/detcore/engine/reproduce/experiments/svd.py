@@ -43,7 +43,7 @@ class SVD(Experiment):
     Presets: ``paper`` - VGG16 (fc 4096) on VOC07 from an ImageNet VGG16, the
     paper's schedule; ranks 256/64 ... 2048/512, the paper's 1024/256 among
     them. ``small`` - the Fast R-CNN of ``fast_rcnn_main`` (conv1 width 16,
-    fc 256, 160 pixels; 600 iterations of stand-in pre-training, 300 of
+    fc 256, 160 pixels; 2000 iterations of stand-in pre-training, 300 of
     fine-tuning) with ranks 16/4, 32/8, 64/16, 128/32; about 5 minutes on an
     idle 2-core CPU (training 3, five evaluations of 60 images 1). ``quick``:
     fc 32, ranks 2/1 ... 16/4.
