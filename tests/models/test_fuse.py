@@ -37,8 +37,14 @@ def test_folded_conv_equals_conv_then_frozen_bn():
         assert fused.bias is not None and fused.weight.dtype == torch.float64
 
 
+@pytest.mark.parametrize("winograd_min_channels", [128, 1])
 @pytest.mark.parametrize("name", R50_NAMES)
-def test_fused_detector_gives_the_unfused_detections(name):
+def test_fused_detector_gives_the_unfused_detections(name, winograd_min_channels):
+    """The default fuse (channels_last, Winograd from 128 channels: few in the
+    tiny models), and with every 3x3, stride-1 conv through NNPACK."""
+    from detcore.models.fast_conv import WinogradConv2d, winograd_available
+    from detcore.models.fuse import fuse
+
     import numpy as np
 
     rng = np.random.default_rng(1)
@@ -49,9 +55,14 @@ def test_fused_detector_gives_the_unfused_detections(name):
     proposals_rng = np.random.default_rng(3)
     with torch.no_grad():
         expected = run(model, name, images, targets=None, rng=proposals_rng)
-        fused = copy.deepcopy(model).fuse()
+        fused = fuse(copy.deepcopy(model), winograd_min_channels=winograd_min_channels)
         got = run(fused, name, images, targets=None, rng=np.random.default_rng(3))
     assert not any(isinstance(m, FrozenBatchNorm2d) for m in fused.modules())
+    convs = [m for m in fused.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs if m.weight.shape[-1] > 1)
+    switched = [m for m in convs if type(m) is WinogradConv2d]
+    assert all(min(m.in_channels, m.out_channels) >= winograd_min_channels for m in switched)
+    assert switched or not winograd_available() or winograd_min_channels > 1
     for e, g in zip(expected, got):
         assert e.keys() == g.keys()
         for key in e:

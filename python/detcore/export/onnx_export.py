@@ -36,7 +36,9 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, in
     Args:
         image_size: (H, W) of the example traced; any valid size gives the
             same graph (default: the smallest valid size).
-        fuse: fold the frozen batch norms first (`model.fuse()`, in place).
+        fuse: fold the frozen batch norms first (`model.fuse()`, in place;
+            the CPU layout and Winograd switches are left off: the ONNX
+            runtime picks its own).
         num_proposals: P of the example proposals for a Fast R-CNN.
     """
     from ..models.classic.sppnet import SPPNet
@@ -44,7 +46,7 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, in
     if isinstance(model, SPPNet):
         raise ValueError(SPP_NOT_ONNX)
     if fuse and hasattr(model, "fuse"):
-        model.fuse()
+        model.fuse(channels_last=False, winograd=False)
     program, wrapper = export_program(model, image_size, num_proposals)
     args = example_inputs(wrapper, image_size, num_proposals)
     return program_to_onnx(program, args, wrapper.output_names, path, ["images", "proposals"][: len(args)])

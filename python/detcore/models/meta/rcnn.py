@@ -42,10 +42,11 @@ class GeneralizedRCNN(nn.Module):
             if not isinstance(p, torch.Tensor) or p.dim() != 2 or p.shape[-1] != 4:
                 raise ValueError(f"proposals[{i}]: expected a (P, 4) tensor, got {getattr(p, 'shape', type(p))}")
 
-    def fuse(self):
-        """Fold the frozen batch norms into the convolutions for inference
+    def fuse(self, channels_last=None, winograd=True):
+        """Fold the frozen batch norms into the convolutions for inference;
+        on the CPU also channels_last weights and Winograd 3x3 convolutions
         (see detcore.models.fuse); returns the model, in eval mode."""
-        return fuse(self)
+        return fuse(self, channels_last=channels_last, winograd=winograd)
 
     def forward(self, images, targets=None, proposals=None):
         check_images(images)

@@ -120,10 +120,11 @@ class RetinaNet(nn.Module):
         self.ohem_nms_thresh = ohem_nms_thresh
         self.ohem_positive_fraction = ohem_positive_fraction
 
-    def fuse(self):
-        """Fold the frozen batch norms into the convolutions for inference
+    def fuse(self, channels_last=None, winograd=True):
+        """Fold the frozen batch norms into the convolutions for inference;
+        on the CPU also channels_last weights and Winograd 3x3 convolutions
         (see detcore.models.fuse); returns the model, in eval mode."""
-        return fuse(self)
+        return fuse(self, channels_last=channels_last, winograd=winograd)
 
     def forward(self, images, targets=None):
         check_images(images)
