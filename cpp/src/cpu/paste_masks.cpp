@@ -28,13 +28,57 @@ struct StoreAboveThreshold {
   bool operator()(T v) const { return v > threshold; }
 };
 
-// The mask a range of image rows is pasting (bilinear mode): its window, the
-// taps of its covered columns and, for the separable resize, its padded rows
-// resized along the width (computed on first use; each serves many image rows).
+// The two resampling filters the cursor below pastes with: how a padded mask
+// coordinate becomes taps, how a row is resized along the width, how the rows
+// of an image row combine, and when the direct (non-separable) form is used.
 template <typename T>
-class BilinearCursor {
+struct BilinearFilter {
+  using Tap = math::LinearTap<T>;
+  static constexpr int kRows = 2;
+  static Tap tap(T scale, int64_t dst, int64_t in_size, int64_t out_size) {
+    return math::linear_tap(scale, dst, in_size, out_size);
+  }
+  static void rows(const Tap& t, int64_t* r) { r[0] = t.i0, r[1] = t.i1; }
+  static T along_width(const T* mask, int64_t mh, int64_t mw, int64_t r, const Tap& tx) {
+    return math::resize_along_width(mask, mh, mw, r, tx);
+  }
+  static T combine(const T* const* rows, int64_t j, const Tap& ty) {
+    return math::resize_along_height(rows[0][j], rows[1][j], ty);
+  }
+  // Small windows resample each pixel directly (as the GPU does), large ones row by row.
+  static bool separable(const math::PasteWindow& win) { return math::separable_resize(win); }
+  static T direct(const T* mask, int64_t mh, int64_t mw, const Tap& ty, const Tap& tx) {
+    return math::resized_pixel(mask, mh, mw, ty, tx, false);
+  }
+};
+
+template <typename T>
+struct BicubicFilter {
+  using Tap = math::CubicTap<T>;
+  static constexpr int kRows = 4;
+  static Tap tap(T scale, int64_t dst, int64_t in_size, int64_t /*out_size*/) {
+    return math::cubic_tap(scale, dst, in_size);
+  }
+  static void rows(const Tap& t, int64_t* r) { std::copy(t.i, t.i + 4, r); }
+  static T along_width(const T* mask, int64_t mh, int64_t mw, int64_t r, const Tap& tx) {
+    return math::cubic_along_width(mask, mh, mw, r, tx);
+  }
+  static T combine(const T* const* rows, int64_t j, const Tap& ty) {
+    return math::cubic_sum(rows[0][j], rows[1][j], rows[2][j], rows[3][j], ty);
+  }
+  static bool separable(const math::PasteWindow&) { return true; }
+  static T direct(const T* mask, int64_t mh, int64_t mw, const Tap& ty, const Tap& tx) {
+    return math::cubic_resized_pixel(mask, mh, mw, ty, tx);
+  }
+};
+
+// The mask a range of image rows is pasting: its window, the filter's taps
+// of its covered columns and, for the separable resize, its padded rows
+// resized along the width (computed on first use; each serves many image rows).
+template <typename T, typename Filter>
+class PasteCursor {
  public:
-  BilinearCursor(const T* masks, const T* boxes, int64_t mh, int64_t mw, int64_t image_h, int64_t image_w)
+  PasteCursor(const T* masks, const T* boxes, int64_t mh, int64_t mw, int64_t image_h, int64_t image_w)
       : masks_(masks), boxes_(boxes), mh_(mh), mw_(mw), image_h_(image_h), image_w_(image_w),
         scale_x_(math::padded_scale<T>(mw)), scale_y_(math::padded_scale<T>(mh)) {}
 
@@ -43,12 +87,12 @@ class BilinearCursor {
     index_ = i;
     mask_ = masks_ + i * mh_ * mw_;
     win_ = math::paste_window(math::load_box<T>(boxes_ + 4 * i), scale_x_, scale_y_, image_h_, image_w_);
-    separable_ = math::separable_resize(win_);
+    separable_ = Filter::separable(win_);
     const int64_t covered = win_.x_end - win_.x_begin;
     const T sx = math::resize_scale<T>(mw_ + 2, win_.width);
     column_taps_.resize(covered);
     for (int64_t j = 0; j < covered; ++j) {
-      column_taps_[j] = math::linear_tap(sx, win_.x_begin + j - win_.left, mw_ + 2, win_.width);
+      column_taps_[j] = Filter::tap(sx, win_.x_begin + j - win_.left, mw_ + 2, win_.width);
     }
     if (separable_) {
       width_resized_.resize((mh_ + 2) * covered);
@@ -61,17 +105,17 @@ class BilinearCursor {
   // Writes the covered columns [x_begin, x_end) of image row y (covered).
   template <typename Store>
   void paste_row(int64_t y, typename Store::out_t* out_row, const Store& store) {
-    const auto ty = math::linear_tap(math::resize_scale<T>(mh_ + 2, win_.height), y - win_.top, mh_ + 2, win_.height);
+    const auto ty = Filter::tap(math::resize_scale<T>(mh_ + 2, win_.height), y - win_.top, mh_ + 2, win_.height);
     const int64_t covered = win_.x_end - win_.x_begin;
     auto* out = out_row + win_.x_begin;
     if (separable_) {
-      const T* row0 = width_resized_row(ty.i0);
-      const T* row1 = width_resized_row(ty.i1);
-      for (int64_t j = 0; j < covered; ++j) out[j] = store(math::resize_along_height(row0[j], row1[j], ty));
+      int64_t r[Filter::kRows];
+      const T* rows[Filter::kRows];
+      Filter::rows(ty, r);
+      for (int k = 0; k < Filter::kRows; ++k) rows[k] = width_resized_row(r[k]);
+      for (int64_t j = 0; j < covered; ++j) out[j] = store(Filter::combine(rows, j, ty));
     } else {
-      for (int64_t j = 0; j < covered; ++j) {
-        out[j] = store(math::resized_pixel(mask_, mh_, mw_, ty, column_taps_[j], false));
-      }
+      for (int64_t j = 0; j < covered; ++j) out[j] = store(Filter::direct(mask_, mh_, mw_, ty, column_taps_[j]));
     }
   }
 
@@ -80,7 +124,7 @@ class BilinearCursor {
     const int64_t covered = win_.x_end - win_.x_begin;
     T* row = width_resized_.data() + r * covered;
     if (!row_ready_[r]) {
-      for (int64_t j = 0; j < covered; ++j) row[j] = math::resize_along_width(mask_, mh_, mw_, r, column_taps_[j]);
+      for (int64_t j = 0; j < covered; ++j) row[j] = Filter::along_width(mask_, mh_, mw_, r, column_taps_[j]);
       row_ready_[r] = true;
     }
     return row;
@@ -94,68 +138,7 @@ class BilinearCursor {
   const T* mask_ = nullptr;
   math::PasteWindow win_;
   bool separable_ = false;
-  std::vector<math::LinearTap<T>> column_taps_;
-  std::vector<T> width_resized_;
-  std::vector<bool> row_ready_;
-};
-
-// The mask a range of image rows is pasting (bicubic mode): its window, the
-// cubic taps of its covered columns and its padded rows resized along the
-// width (computed on first use); an image row combines four of them.
-template <typename T>
-class BicubicCursor {
- public:
-  BicubicCursor(const T* masks, const T* boxes, int64_t mh, int64_t mw, int64_t image_h, int64_t image_w)
-      : masks_(masks), boxes_(boxes), mh_(mh), mw_(mw), image_h_(image_h), image_w_(image_w),
-        scale_x_(math::padded_scale<T>(mw)), scale_y_(math::padded_scale<T>(mh)) {}
-
-  void seek(int64_t i) {
-    if (i == index_) return;
-    index_ = i;
-    mask_ = masks_ + i * mh_ * mw_;
-    win_ = math::paste_window(math::load_box<T>(boxes_ + 4 * i), scale_x_, scale_y_, image_h_, image_w_);
-    const int64_t covered = win_.x_end - win_.x_begin;
-    const T sx = math::resize_scale<T>(mw_ + 2, win_.width);
-    column_taps_.resize(covered);
-    for (int64_t j = 0; j < covered; ++j) column_taps_[j] = math::cubic_tap(sx, win_.x_begin + j - win_.left, mw_ + 2);
-    width_resized_.resize((mh_ + 2) * covered);
-    row_ready_.assign(mh_ + 2, false);
-  }
-
-  const math::PasteWindow& window() const { return win_; }
-
-  // Writes the covered columns [x_begin, x_end) of image row y (covered).
-  template <typename Store>
-  void paste_row(int64_t y, typename Store::out_t* out_row, const Store& store) {
-    const auto ty = math::cubic_tap(math::resize_scale<T>(mh_ + 2, win_.height), y - win_.top, mh_ + 2);
-    const T* r0 = width_resized_row(ty.i[0]);
-    const T* r1 = width_resized_row(ty.i[1]);
-    const T* r2 = width_resized_row(ty.i[2]);
-    const T* r3 = width_resized_row(ty.i[3]);
-    const int64_t covered = win_.x_end - win_.x_begin;
-    auto* out = out_row + win_.x_begin;
-    for (int64_t j = 0; j < covered; ++j) out[j] = store(math::cubic_sum(r0[j], r1[j], r2[j], r3[j], ty));
-  }
-
- private:
-  const T* width_resized_row(int64_t r) {
-    const int64_t covered = win_.x_end - win_.x_begin;
-    T* row = width_resized_.data() + r * covered;
-    if (!row_ready_[r]) {
-      for (int64_t j = 0; j < covered; ++j) row[j] = math::cubic_along_width(mask_, mh_, mw_, r, column_taps_[j]);
-      row_ready_[r] = true;
-    }
-    return row;
-  }
-
-  const T* masks_;
-  const T* boxes_;
-  int64_t mh_, mw_, image_h_, image_w_;
-  T scale_x_, scale_y_;
-  int64_t index_ = -1;
-  const T* mask_ = nullptr;
-  math::PasteWindow win_;
-  std::vector<math::CubicTap<T>> column_taps_;
+  std::vector<typename Filter::Tap> column_taps_;
   std::vector<T> width_resized_;
   std::vector<bool> row_ready_;
 };
@@ -249,9 +232,9 @@ void paste_masks(const PasteMasksParams& params, const TensorRef& masks, const T
       }
     };
     if (params.mode == PasteMode::Bicubic) {
-      paste(CursorTag<BicubicCursor<scalar_t>>{});
+      paste(CursorTag<PasteCursor<scalar_t, BicubicFilter<scalar_t>>>{});
     } else {
-      paste(CursorTag<BilinearCursor<scalar_t>>{});
+      paste(CursorTag<PasteCursor<scalar_t, BilinearFilter<scalar_t>>>{});
     }
   });
 }
