@@ -87,8 +87,11 @@ class _ClassSVM:
         neg = np.stack(self.neg)
         x = np.concatenate([self.positives, neg])
         y = np.concatenate([np.ones(len(self.positives)), np.zeros(len(neg))])
+        # tol 0.1: liblinear's own stopping rule for this dual solver (-s 3, "dual maximal
+        # violation <= 0.1"), which R-CNN's training code kept (it set -w1, -c, -s and -B only);
+        # scikit-learn's 1e-4 is 1000x stricter and ran for many minutes per class on hard caches
         svm = LinearSVC(C=C, loss="hinge", dual=True, class_weight={1: pos_weight, 0: 1.0},
-                        intercept_scaling=10.0, max_iter=20000)
+                        intercept_scaling=10.0, tol=0.1, max_iter=20000)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # liblinear's convergence notes on tiny caches
             svm.fit(x, y)
